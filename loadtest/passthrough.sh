@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Unary action passthrough: h2load against the example user function
+# directly (the floor), then through Massa in front of the same function,
+# in one run. Reports req/s, req per proxy CPU-second, latency, and the
+# proxy's idle RSS after discovery. Loopback only; every run is bounded by
+# its request count (-n) and h2load's own timeouts.
+#
+# usage: loadtest/passthrough.sh [runs=3] [requests=200000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+n=${2:-200000}
+clients=${CLIENTS:-16}
+streams=${STREAMS:-32}
+command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
+
+cargo build --release --bins -q
+bin=${CARGO_TARGET_DIR:-target}/release
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+python3 loadtest/grpc_body.py "$work"
+
+fn_port=18080; proxy_port=19000; admin_port=19090
+"$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
+fn_pid=$!
+"$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
+  --workers "${WORKERS:-1}" 2>"$work/massa.log" &
+massa_pid=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+sleep 0.5
+idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status)
+
+# CPU time of every thread of a process, in ns (schedstat is exact on
+# tickless kernels, unlike /proc/PID/stat's clock ticks).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {print s}'; }
+
+h2() { # url body
+  h2load -n "$n" -c "$clients" -m "$streams" -t 1 \
+    -H 'content-type: application/grpc' -H 'te: trailers' -d "$2" "$1" 2>&1
+}
+
+report() { # label output cpu_ns_used
+  local rps mean p_succ
+  rps=$(awk '/^finished in/ {print $4}' <<<"$2")
+  mean=$(awk '/^time for request:/ {print $6}' <<<"$2")
+  p_succ=$(awk '/^requests:/ {print $8}' <<<"$2")
+  local per_cpu="-"
+  if [ "$3" != "-" ]; then
+    per_cpu=$(awk -v n="$n" -v c="$3" 'BEGIN {printf "%.0f", n / (c / 1e9)}')
+  fi
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$rps" "$per_cpu" "$mean" "$p_succ"
+}
+
+echo "| path | req/s | req per proxy CPU-s | mean latency | succeeded |"
+echo "|---|---|---|---|---|"
+for run in $(seq "$runs"); do
+  out=$(h2 "http://127.0.0.1:$fn_port/cloudstate.action.ActionProtocol/handleUnary" "$work/handle_unary.bin")
+  report "direct (run $run)" "$out" "-"
+  before=$(cpu_ns $massa_pid)
+  out=$(h2 "http://127.0.0.1:$proxy_port/example.echo.Echo/Say" "$work/say.bin")
+  after=$(cpu_ns $massa_pid)
+  report "massa (run $run)" "$out" "$((after - before))"
+done
+echo
+echo "massa idle RSS after discovery: ${idle_rss} KiB"
+echo "massa RSS after load: $(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status) KiB"

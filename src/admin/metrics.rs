@@ -1,0 +1,223 @@
+//! Per-core metrics without locks: each core counts into its own cells, and a
+//! scrape asks every core for a snapshot over its control channel, merges
+//! them and renders Prometheus text. Nothing on the request path touches
+//! memory another core writes.
+
+use std::{
+    cell::{Cell, RefCell},
+    fmt::Write,
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+
+use crate::discovery::Router;
+use crate::grpc::Code;
+
+/// Latency histogram range: 1 µs to 10 min, 2 significant digits.
+const MAX_LATENCY_US: u64 = 600_000_000;
+/// Prometheus bucket bounds, seconds.
+const BUCKETS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("static histogram bounds are valid")
+}
+
+/// Counters of one method (or of everything that is not a routed method).
+struct MethodMetrics {
+    in_flight: Cell<i64>,
+    by_code: [Cell<u64>; 17],
+    latency_sum_us: Cell<u64>,
+    latency: RefCell<Histogram<u64>>,
+}
+
+impl MethodMetrics {
+    fn new() -> MethodMetrics {
+        MethodMetrics {
+            in_flight: Cell::new(0),
+            by_code: Default::default(),
+            latency_sum_us: Cell::new(0),
+            latency: RefCell::new(histogram()),
+        }
+    }
+}
+
+/// One core's metrics. Index `routes.len()` is the "other" bucket
+/// (reflection, health, unknown paths).
+pub struct CoreMetrics {
+    methods: Vec<MethodMetrics>,
+    user_fn_errors: Cell<u64>,
+}
+
+impl CoreMetrics {
+    pub fn new(routes: usize) -> CoreMetrics {
+        CoreMetrics { methods: (0..=routes).map(|_| MethodMetrics::new()).collect(), user_fn_errors: Cell::new(0) }
+    }
+
+    fn slot(&self, route: Option<usize>) -> &MethodMetrics {
+        &self.methods[route.unwrap_or(self.methods.len() - 1)]
+    }
+
+    pub fn started(&self, route: Option<usize>) {
+        let m = self.slot(route);
+        m.in_flight.set(m.in_flight.get() + 1);
+    }
+
+    pub fn finished(&self, route: Option<usize>, code: Code, elapsed: Duration) {
+        let m = self.slot(route);
+        m.in_flight.set(m.in_flight.get() - 1);
+        let c = &m.by_code[code as usize];
+        c.set(c.get() + 1);
+        let us = (elapsed.as_micros() as u64).clamp(1, MAX_LATENCY_US);
+        m.latency_sum_us.set(m.latency_sum_us.get() + us);
+        let _ = m.latency.borrow_mut().record(us);
+    }
+
+    pub fn user_fn_error(&self) {
+        self.user_fn_errors.set(self.user_fn_errors.get() + 1);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            methods: self
+                .methods
+                .iter()
+                .map(|m| MethodSnapshot {
+                    in_flight: m.in_flight.get(),
+                    by_code: std::array::from_fn(|i| m.by_code[i].get()),
+                    latency_sum_us: m.latency_sum_us.get(),
+                    latency: m.latency.borrow().clone(),
+                })
+                .collect(),
+            user_fn_errors: self.user_fn_errors.get(),
+        }
+    }
+}
+
+/// A copy of one core's metrics, sent to the admin thread.
+pub struct Snapshot {
+    methods: Vec<MethodSnapshot>,
+    user_fn_errors: u64,
+}
+
+struct MethodSnapshot {
+    in_flight: i64,
+    by_code: [u64; 17],
+    latency_sum_us: u64,
+    latency: Histogram<u64>,
+}
+
+impl Snapshot {
+    /// Adds `other` (another core's snapshot of the same routes) into self.
+    fn merge(&mut self, other: &Snapshot) {
+        for (a, b) in self.methods.iter_mut().zip(&other.methods) {
+            a.in_flight += b.in_flight;
+            a.by_code.iter_mut().zip(b.by_code).for_each(|(x, y)| *x += y);
+            a.latency_sum_us += b.latency_sum_us;
+            let _ = a.latency.add(&b.latency);
+        }
+        self.user_fn_errors += other.user_fn_errors;
+    }
+}
+
+const ALL_CODES: [Code; 17] = [
+    Code::Ok,
+    Code::Cancelled,
+    Code::Unknown,
+    Code::InvalidArgument,
+    Code::DeadlineExceeded,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::PermissionDenied,
+    Code::ResourceExhausted,
+    Code::FailedPrecondition,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unimplemented,
+    Code::Internal,
+    Code::Unavailable,
+    Code::DataLoss,
+    Code::Unauthenticated,
+];
+
+/// Process-level facts rendered with the per-core figures.
+pub struct Process {
+    pub ready: bool,
+    pub workers: usize,
+}
+
+/// Renders merged snapshots as Prometheus text exposition.
+pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Process) -> String {
+    let mut out = String::with_capacity(4096);
+    let _ = writeln!(out, "# HELP massa_ready Whether discovery succeeded and the proxy serves calls.");
+    let _ = writeln!(out, "# TYPE massa_ready gauge\nmassa_ready {}", u8::from(process.ready));
+    let _ = writeln!(out, "# HELP massa_workers Worker threads (one executor per core).");
+    let _ = writeln!(out, "# TYPE massa_workers gauge\nmassa_workers {}", process.workers);
+    let (Some(router), Some(mut total)) = (router, snapshots.into_iter().reduce(|mut a, b| {
+        a.merge(&b);
+        a
+    })) else {
+        return out;
+    };
+    let names: Vec<&str> = router.routes().iter().map(|r| r.path.as_str()).chain(["other"]).collect();
+
+    let _ = writeln!(out, "# HELP massa_user_function_errors_total Calls to the user function that failed in transport or protocol.");
+    let _ = writeln!(out, "# TYPE massa_user_function_errors_total counter\nmassa_user_function_errors_total {}", total.user_fn_errors);
+
+    let _ = writeln!(out, "# HELP massa_requests_total Calls finished, by method and gRPC status.");
+    let _ = writeln!(out, "# TYPE massa_requests_total counter");
+    for (name, m) in names.iter().zip(&total.methods) {
+        for code in ALL_CODES {
+            let n = m.by_code[code as usize];
+            if n > 0 {
+                let _ = writeln!(out, "massa_requests_total{{method=\"{name}\",code=\"{}\"}} {n}", code.name());
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP massa_requests_in_flight Calls being served.");
+    let _ = writeln!(out, "# TYPE massa_requests_in_flight gauge");
+    for (name, m) in names.iter().zip(&total.methods) {
+        let _ = writeln!(out, "massa_requests_in_flight{{method=\"{name}\"}} {}", m.in_flight);
+    }
+    let _ = writeln!(out, "# HELP massa_request_duration_seconds Time from request headers to the end of the response.");
+    let _ = writeln!(out, "# TYPE massa_request_duration_seconds histogram");
+    for (name, m) in names.iter().zip(total.methods.iter_mut()) {
+        let count = m.latency.len();
+        if count == 0 {
+            continue;
+        }
+        for le in BUCKETS {
+            let n = m.latency.count_between(0, (le * 1e6) as u64);
+            let _ = writeln!(out, "massa_request_duration_seconds_bucket{{method=\"{name}\",le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "massa_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "massa_request_duration_seconds_sum{{method=\"{name}\"}} {}", m.latency_sum_us as f64 / 1e6);
+        let _ = writeln!(out, "massa_request_duration_seconds_count{{method=\"{name}\"}} {count}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_cores_and_renders_counts() {
+        let a = CoreMetrics::new(1);
+        let b = CoreMetrics::new(1);
+        a.started(Some(0));
+        a.finished(Some(0), Code::Ok, Duration::from_micros(300));
+        b.started(Some(0));
+        b.finished(Some(0), Code::Ok, Duration::from_millis(3));
+        b.started(Some(0));
+        b.started(None);
+        b.finished(None, Code::Unimplemented, Duration::from_micros(50));
+        let mut merged = a.snapshot();
+        merged.merge(&b.snapshot());
+        let m = &merged.methods[0];
+        assert_eq!((m.by_code[0], m.in_flight, m.latency.len()), (2, 1, 2));
+        assert_eq!(m.latency.count_between(0, 1000), 1);
+        assert_eq!(merged.methods[1].by_code[Code::Unimplemented as usize], 1);
+    }
+}

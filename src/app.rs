@@ -1,0 +1,100 @@
+//! The control plane: start-up order, discovery, workers, signals, drain.
+
+use std::{
+    net::SocketAddr,
+    sync::{atomic::Ordering, Arc},
+    thread,
+};
+
+use tracing::{error, info, warn};
+
+use crate::admin;
+use crate::config::Config;
+use crate::discovery::{self, Acceptance, Backoff, EntityKind};
+use crate::runtime;
+use crate::userfn::Pool;
+use crate::worker::{self, Control, Shared};
+
+/// Runs the proxy until SIGTERM/SIGINT. `Err` carries the reason it could
+/// not start or had to stop (the process then exits non-zero).
+pub fn run(config: Config) -> Result<(), String> {
+    let signals = watch_signals()?;
+    let workers = config.worker_count();
+    let shared = Arc::new(Shared::new(config));
+    let config = &shared.config;
+    let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone())?;
+
+    let accept = Acceptance { strict_protocol: config.strict_protocol, supported: vec![EntityKind::Action] };
+    info!(target = %shared.target(), "discovering user function");
+    let discovery = async {
+        let pool = Pool::new(shared.target(), 1);
+        monoio::select! {
+            r = discovery::discover(&pool, &accept, Backoff::discovery(), config.max_message_size) => Some(r),
+            _ = signals.recv_async() => None,
+        }
+    };
+    let router = match runtime::block_on(config.io_driver, discovery).map_err(|e| format!("runtime: {e}"))?.0 {
+        None => {
+            info!("signal received during discovery; exiting");
+            return Ok(());
+        }
+        Some(Err(msg)) => return Err(format!("user function rejected: {msg}")),
+        Some(Ok(router)) => Arc::new(router),
+    };
+    let _ = shared.router.set(router.clone());
+
+    let addr = public_addr(config)?;
+    let started = worker::start(workers, addr, shared.clone(), router)?;
+    let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
+    shared.ready.store(true, Ordering::Release);
+    info!(%addr, admin = %admin_addr, workers, "Massa ready");
+
+    let _ = signals.recv();
+    info!(timeout = ?config.shutdown_timeout, "shutting down: draining in-flight calls");
+    shared.draining.store(true, Ordering::Release);
+    for w in &started {
+        let _ = w.control.send(Control::Shutdown { timeout: config.shutdown_timeout });
+    }
+    thread::spawn(move || {
+        if signals.recv().is_ok() {
+            warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        }
+    });
+    for w in started {
+        if w.thread.join().is_err() {
+            error!("a worker panicked during shutdown");
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// The public address; port 0 picks a free port once so every worker's
+/// SO_REUSEPORT listener binds the same one.
+fn public_addr(config: &Config) -> Result<SocketAddr, String> {
+    let addr = SocketAddr::new(config.http_interface, config.http_port);
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    std::net::TcpListener::bind(addr).and_then(|l| l.local_addr()).map_err(|e| format!("picking a port on {addr}: {e}"))
+}
+
+/// SIGTERM and SIGINT, delivered as messages.
+fn watch_signals() -> Result<flume::Receiver<i32>, String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("installing signal handlers: {e}"))?;
+    let (tx, rx) = flume::unbounded();
+    thread::Builder::new()
+        .name("massa-signals".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(rx)
+}

@@ -1,0 +1,268 @@
+//! Configuration: every setting is a CLI flag with an environment variable
+//! (the reference proxy's names where it has one, `MASSA_*` otherwise), and
+//! an optional TOML file supplies defaults. Precedence: flag > env > file >
+//! built-in default. `massa --help` is the reference.
+
+use std::{ffi::OsString, net::IpAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Bad flags or environment, or `--help` / `--version` (clap renders it).
+    Clap(clap::Error),
+    /// A config file problem.
+    Invalid(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Clap(e) => write!(f, "{}", e.render()),
+            LoadError::Invalid(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Which I/O driver each worker runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IoDriver {
+    /// io_uring when the kernel (and seccomp) allow it, epoll otherwise.
+    Auto,
+    Uring,
+    Epoll,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Massa: a thread-per-core Cloudstate sidecar proxy.
+///
+/// Massa discovers the user function's services (Cloudstate protocol 0.2,
+/// older 0.0/0.1 SDKs accepted), then serves them over gRPC on the public
+/// port, one pinned executor per core.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "massa", version)]
+pub struct Config {
+    /// Public port: the function's gRPC services, reflection and health.
+    #[arg(long, env = "HTTP_PORT", default_value_t = 9000)]
+    pub http_port: u16,
+
+    /// Interface the public port binds.
+    #[arg(long, env = "MASSA_HTTP_INTERFACE", default_value = "0.0.0.0")]
+    pub http_interface: IpAddr,
+
+    /// Admin HTTP port: /health/live, /health/ready, /metrics.
+    #[arg(long, env = "METRICS_PORT", default_value_t = 9090)]
+    pub admin_port: u16,
+
+    /// Interface the admin port binds.
+    #[arg(long, env = "METRICS_HOST", default_value = "0.0.0.0")]
+    pub admin_interface: IpAddr,
+
+    /// Host of the user function.
+    #[arg(long, env = "USER_FUNCTION_HOST", default_value = "127.0.0.1")]
+    pub user_function_host: String,
+
+    /// Port of the user function.
+    #[arg(long, env = "USER_FUNCTION_PORT", default_value_t = 8080)]
+    pub user_function_port: u16,
+
+    /// Reach the user function over this Unix socket instead of TCP.
+    #[arg(long, env = "MASSA_USER_FUNCTION_UDS")]
+    pub user_function_uds: Option<PathBuf>,
+
+    /// h2 connections from each worker to the user function.
+    #[arg(long, env = "MASSA_USER_FUNCTION_CONNECTIONS", default_value_t = 2)]
+    pub user_function_connections: usize,
+
+    /// Worker threads (one executor each); default: CPUs available to the
+    /// process, cgroup quota and affinity mask included.
+    #[arg(long, env = "MASSA_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Pin each worker to one CPU of the process's affinity mask.
+    #[arg(long, env = "MASSA_PIN_WORKERS", default_value_t = true, action = ArgAction::Set)]
+    pub pin_workers: bool,
+
+    /// I/O driver.
+    #[arg(long, env = "MASSA_IO_DRIVER", value_enum, default_value_t = IoDriver::Auto)]
+    pub io_driver: IoDriver,
+
+    /// Refuse functions that do not report protocol 0.2 (the reference's
+    /// protocol-compatibility-check).
+    #[arg(long, env = "MASSA_STRICT_PROTOCOL")]
+    pub strict_protocol: bool,
+
+    /// Largest gRPC message accepted from clients or the function.
+    #[arg(long, env = "MASSA_MAX_MESSAGE_SIZE", default_value = "12MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// How long in-flight calls may take to finish on SIGTERM/SIGINT.
+    #[arg(long, env = "MASSA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format (filter with RUST_LOG).
+    #[arg(long, env = "MASSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// TOML file of defaults; keys are the long flag names (`http-port = 9000`).
+    #[arg(long, env = "MASSA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl Config {
+    /// Parses flags, environment and the optional config file.
+    pub fn load<I, T>(args: I) -> Result<Config, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut cmd = Config::command();
+        if let Some(path) = config_path(&args) {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| LoadError::Invalid(format!("reading {}: {e}", path.display())))?;
+            let defaults = file_defaults(&text).map_err(|e| LoadError::Invalid(format!("{}: {e}", path.display())))?;
+            for (key, value) in defaults {
+                let id = key.replace('-', "_");
+                if id == "config" || !cmd.get_arguments().any(|a| a.get_id() == id.as_str()) {
+                    return Err(LoadError::Invalid(format!("{}: unknown setting `{key}`", path.display())));
+                }
+                cmd = cmd.mut_arg(id, |a| a.default_value(value));
+            }
+        }
+        let matches = cmd.try_get_matches_from(args).map_err(LoadError::Clap)?;
+        Config::from_arg_matches(&matches).map_err(LoadError::Clap)
+    }
+
+    /// Worker count: the flag, or what the process may run on.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| default_workers(std::thread::available_parallelism().ok())).max(1)
+    }
+}
+
+/// One worker per CPU the process may use. std's `available_parallelism`
+/// already honours the cgroup CPU quota and the affinity mask.
+pub fn default_workers(available: Option<NonZeroUsize>) -> usize {
+    available.map_or(1, NonZeroUsize::get)
+}
+
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(p));
+        }
+    }
+    std::env::var_os("MASSA_CONFIG").map(PathBuf::from)
+}
+
+/// Flattens a TOML document of scalars into `(key, value-as-flag-text)`.
+fn file_defaults(text: &str) -> Result<Vec<(String, String)>, String> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => return Err(format!("setting `{k}` must be a string, number or bool, not {}", other.type_str())),
+            };
+            Ok((k, v))
+        })
+        .collect()
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration `{s}` (try 10s, 500ms)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" => n / 1e6,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return Err(format!("invalid duration unit `{u}` in `{s}`")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `12MiB`, `12M`, `64KiB`, `1k`, or a bare number of bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("invalid size `{s}` (try 12MiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        u => return Err(format!("invalid size unit `{u}` in `{s}`")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+        assert_eq!(parse_size("12MiB"), Ok(12 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12 furlongs").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_reference_proxy() {
+        let c = Config::load(["massa"]).unwrap();
+        assert_eq!(c.http_port, 9000);
+        assert_eq!(c.admin_port, 9090);
+        assert_eq!(c.user_function_port, 8080);
+        assert_eq!(c.user_function_host, "127.0.0.1");
+        assert_eq!(c.max_message_size, 12 << 20);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn file_supplies_defaults_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("massa-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("massa.toml");
+        std::fs::write(&file, "http-port = 9100\nuser_function_port = 8181\nstrict-protocol = true\n").unwrap();
+        let f = file.to_str().unwrap();
+        let c = Config::load(["massa", "--config", f, "--http-port", "9200"]).unwrap();
+        assert_eq!((c.http_port, c.user_function_port, c.strict_protocol), (9200, 8181, true));
+        std::fs::write(&file, "no-such-setting = 1\n").unwrap();
+        let err = Config::load(["massa", "--config", f]).unwrap_err().to_string();
+        assert!(err.contains("unknown setting `no-such-setting`"), "{err}");
+    }
+
+    #[test]
+    fn worker_default_follows_available_cpus() {
+        assert_eq!(default_workers(NonZeroUsize::new(6)), 6);
+        assert_eq!(default_workers(None), 1);
+    }
+}

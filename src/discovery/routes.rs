@@ -1,0 +1,148 @@
+//! The routing table: built once from the discovered `EntitySpec`, then
+//! immutable and shared by every core through an `Arc`.
+
+use std::{collections::HashMap, time::Duration};
+
+use prost_reflect::DescriptorPool;
+
+/// The four Cloudstate entity protocols, plus the pre-0.2 name of actions.
+pub const ACTION_PROTOCOL: &str = "cloudstate.action.ActionProtocol";
+pub const LEGACY_FUNCTION_PROTOCOL: &str = "cloudstate.function.StatelessFunction";
+pub const EVENT_SOURCED_PROTOCOL: &str = "cloudstate.eventsourced.EventSourced";
+pub const VALUE_ENTITY_PROTOCOL: &str = "cloudstate.valueentity.ValueEntity";
+pub const CRDT_PROTOCOL: &str = "cloudstate.crdt.Crdt";
+
+/// What kind of entity serves a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntityKind {
+    Action,
+    EventSourced,
+    ValueEntity,
+    Crdt,
+}
+
+impl EntityKind {
+    /// Parses a discovery `entity_type`; legacy stateless functions are actions.
+    pub fn from_entity_type(entity_type: &str) -> Option<EntityKind> {
+        Some(match entity_type {
+            ACTION_PROTOCOL | LEGACY_FUNCTION_PROTOCOL => EntityKind::Action,
+            EVENT_SOURCED_PROTOCOL => EntityKind::EventSourced,
+            VALUE_ENTITY_PROTOCOL => EntityKind::ValueEntity,
+            CRDT_PROTOCOL => EntityKind::Crdt,
+            _ => return None,
+        })
+    }
+
+    pub fn protocol(self) -> &'static str {
+        match self {
+            EntityKind::Action => ACTION_PROTOCOL,
+            EntityKind::EventSourced => EVENT_SOURCED_PROTOCOL,
+            EntityKind::ValueEntity => VALUE_ENTITY_PROTOCOL,
+            EntityKind::Crdt => CRDT_PROTOCOL,
+        }
+    }
+}
+
+/// One discovered entity service.
+#[derive(Clone, Debug)]
+pub struct EntityService {
+    /// Full service name, e.g. `com.example.shoppingcart.ShoppingCart`.
+    pub name: String,
+    pub kind: EntityKind,
+    /// The protocol service to call on the function: the discovered
+    /// `entity_type` verbatim, so legacy SDKs get their legacy path.
+    pub protocol: String,
+    pub persistence_id: String,
+    /// The function's passivation override, if it sent one.
+    pub passivation_timeout: Option<Duration>,
+}
+
+/// Streaming shape of a method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Unary,
+    ServerStreaming,
+    ClientStreaming,
+    Bidi,
+}
+
+impl Shape {
+    pub fn new(client_streaming: bool, server_streaming: bool) -> Shape {
+        match (client_streaming, server_streaming) {
+            (false, false) => Shape::Unary,
+            (false, true) => Shape::ServerStreaming,
+            (true, false) => Shape::ClientStreaming,
+            (true, true) => Shape::Bidi,
+        }
+    }
+}
+
+/// Everything needed to serve `/<service>/<Method>` without looking at
+/// descriptors again.
+#[derive(Clone, Debug)]
+pub struct MethodRoute {
+    /// Dense index, used for per-core metrics arrays.
+    pub id: usize,
+    /// `/<service>/<Method>`.
+    pub path: String,
+    /// Index into [`Router::services`].
+    pub service: usize,
+    pub method: String,
+    pub input_type_url: String,
+    pub output_type_url: String,
+    pub shape: Shape,
+    /// Top-level entity-key field numbers, in declaration order.
+    pub key_fields: Vec<u32>,
+}
+
+/// The immutable routing table.
+#[derive(Debug)]
+pub struct Router {
+    services: Vec<EntityService>,
+    routes: Vec<MethodRoute>,
+    by_path: HashMap<String, usize>,
+    descriptors: DescriptorPool,
+}
+
+impl Router {
+    pub fn new(services: Vec<EntityService>, routes: Vec<MethodRoute>, descriptors: DescriptorPool) -> Router {
+        let by_path = routes.iter().map(|r| (r.path.clone(), r.id)).collect();
+        Router { services, routes, by_path, descriptors }
+    }
+
+    /// The route for a request path.
+    #[inline]
+    pub fn lookup(&self, path: &str) -> Option<&MethodRoute> {
+        self.by_path.get(path).map(|&i| &self.routes[i])
+    }
+
+    /// The route a forward or side effect names, with the reference proxy's
+    /// error texts when it does not exist.
+    pub fn by_name(&self, service: &str, method: &str) -> Result<&MethodRoute, String> {
+        if let Some(route) = self.lookup(&format!("/{service}/{method}")) {
+            return Ok(route);
+        }
+        if self.services.iter().any(|s| s.name == service) {
+            Err(format!("Service [{service}] does not have a command named: [{method}]"))
+        } else {
+            Err(format!("Service [{service}] unknown"))
+        }
+    }
+
+    pub fn service(&self, route: &MethodRoute) -> &EntityService {
+        &self.services[route.service]
+    }
+
+    pub fn services(&self) -> &[EntityService] {
+        &self.services
+    }
+
+    pub fn routes(&self) -> &[MethodRoute] {
+        &self.routes
+    }
+
+    /// The function's descriptors, for reflection.
+    pub fn descriptors(&self) -> &DescriptorPool {
+        &self.descriptors
+    }
+}

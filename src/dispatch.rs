@@ -1,0 +1,146 @@
+//! The public port's request lifecycle: route the path, apply the deadline,
+//! serve the call, finish it with a status, count it.
+//!
+//! ```text
+//! h2 stream ─► content-type check ─► path ─┬─ reflection (v1alpha, v1)
+//!                                          ├─ grpc.health.v1.Health
+//!                                          ├─ discovered method ─► entity::action
+//!                                          └─ unknown ─► UNIMPLEMENTED
+//! ```
+
+use std::{rc::Rc, sync::atomic::Ordering, time::Instant};
+
+use bytes::Bytes;
+use h2::{server::SendResponse, Reason, RecvStream};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::admin::{health, reflection};
+use crate::discovery::EntityKind;
+use crate::entity::action;
+use crate::grpc::{self, Code, Responder, Status};
+use crate::server::Service;
+use crate::worker::Core;
+
+/// How a call ended, as the dispatcher turns it into wire output.
+pub enum End {
+    /// Trailers with this status.
+    Status(Status),
+    /// RST_STREAM with this reason (cancellation from the user function).
+    Reset(Reason),
+    /// The client reset the stream; nothing to send.
+    ClientGone,
+}
+
+impl End {
+    pub fn ok() -> End {
+        End::Status(Status::ok())
+    }
+
+    /// A failed user-function call: a cancel there cancels the client's call.
+    pub fn from_upstream(status: Status) -> End {
+        if status.code == Code::Cancelled {
+            End::Reset(Reason::CANCEL)
+        } else {
+            End::Status(status)
+        }
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            End::Status(s) => s.code,
+            End::Reset(_) | End::ClientGone => Code::Cancelled,
+        }
+    }
+}
+
+impl Service for Core {
+    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+        let started = Instant::now();
+        let is_grpc = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| grpc::is_grpc_content_type(v.as_bytes()));
+        if request.method() != Method::POST || !is_grpc {
+            return not_grpc(respond);
+        }
+        let route = self.router.lookup(request.uri().path()).cloned();
+        let route_id = route.as_ref().map(|r| r.id);
+        self.metrics.started(route_id);
+        let mut responder = Responder::new(respond);
+        let deadline = request.headers().get("grpc-timeout").and_then(|v| grpc::parse_timeout(v.as_bytes()));
+        let work = serve(&self, route.as_ref(), request, &mut responder);
+        let end = match deadline {
+            None => work.await,
+            Some(d) => match monoio::time::timeout(d, work).await {
+                Ok(end) => end,
+                Err(_) => End::Status(Status::new(Code::DeadlineExceeded, format!("deadline of {d:?} exceeded"))),
+            },
+        };
+        let code = end.code();
+        if matches!(code, Code::Unavailable) {
+            self.metrics.user_fn_error();
+        }
+        match end {
+            End::Status(status) => responder.finish(&status),
+            End::Reset(reason) => responder.reset(reason),
+            End::ClientGone => {}
+        }
+        self.metrics.finished(route_id, code, started.elapsed());
+    }
+}
+
+async fn serve(
+    core: &Rc<Core>,
+    route: Option<&crate::discovery::MethodRoute>,
+    request: Request<RecvStream>,
+    responder: &mut Responder,
+) -> End {
+    if core.shared.draining.load(Ordering::Relaxed) && route.is_some() {
+        // GOAWAY already went out; a stream that raced it is refused cleanly.
+        return End::Status(Status::new(Code::Unavailable, "Massa is shutting down"));
+    }
+    let Some(route) = route else {
+        return serve_builtin(core, request, responder).await;
+    };
+    match core.router.service(route).kind {
+        EntityKind::Action => action::serve(core, route, request, responder).await,
+        kind => End::Status(Status::new(
+            Code::Unimplemented,
+            format!("{} entities are not served by this version of Massa", kind.protocol()),
+        )),
+    }
+}
+
+async fn serve_builtin(core: &Rc<Core>, request: Request<RecvStream>, responder: &mut Responder) -> End {
+    let path = request.uri().path().to_owned();
+    match path.as_str() {
+        reflection::V1ALPHA_PATH => reflection::serve(core, reflection::Version::V1alpha, request, responder).await,
+        reflection::V1_PATH => reflection::serve(core, reflection::Version::V1, request, responder).await,
+        health::CHECK_PATH => health::check(core, request, responder).await,
+        health::WATCH_PATH => health::watch(core, request, responder).await,
+        _ => End::Status(unknown_path(core, &path)),
+    }
+}
+
+fn unknown_path(core: &Core, path: &str) -> Status {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if core.router.services().iter().any(|s| s.name == service) {
+        Status::new(Code::Unimplemented, format!("Method not found: {service}/{method}"))
+    } else {
+        Status::new(Code::Unimplemented, format!("Service not found: {service}"))
+    }
+}
+
+/// gRPC requires POST with a gRPC content type; anything else on h2 gets a
+/// plain HTTP answer, as the gRPC spec suggests (415).
+fn not_grpc(mut respond: SendResponse<Bytes>) {
+    let response = Response::builder()
+        .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .header(http::header::CONTENT_TYPE, "text/plain")
+        .body(())
+        .expect("static response");
+    if let Ok(mut body) = respond.send_response(response, false) {
+        let _ = body.send_data(Bytes::from_static(b"Massa serves gRPC here: POST with content-type application/grpc\n"), true);
+    }
+}

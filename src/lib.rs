@@ -1,0 +1,54 @@
+//! Massa: a thread-per-core Cloudstate sidecar proxy.
+//!
+//! # Architecture
+//!
+//! The main thread is the control plane: it loads the configuration, starts
+//! the admin port, discovers the user function once, then starts one worker
+//! per core and waits for a signal. Each worker owns a pinned monoio
+//! executor (io_uring, or epoll where io_uring is unavailable) and
+//! everything its calls need; workers share only the immutable routing table
+//! (`Arc<Router>`) and talk to the control plane over channels.
+//!
+//! # Request lifecycle
+//!
+//! ```text
+//! client ─h2─► server (SO_REUSEPORT listener of core N, protocol sniffing)
+//!        ─► dispatch (route by path, deadline, metrics)
+//!        ─► entity::action (wrap bytes as Any, call ActionProtocol on
+//!           core N's user-function pool)
+//!        ─► effects (side effects, then reply / failure / forward)
+//!        ─► grpc::Responder (message, trailers)
+//! ```
+//!
+//! # Module map
+//!
+//! - [`config`]: flags, environment, config file.
+//! - [`runtime`]: executors, pinning, drivers, the shutdown notifier.
+//! - [`worker`]: one core's state and its control messages.
+//! - [`server`]: listeners, protocol detection, h2 and minimal HTTP/1.1.
+//! - [`grpc`]: framing, status, message streams (both directions).
+//! - [`dispatch`]: the public port's per-call lifecycle.
+//! - [`discovery`]: `discover`, spec validation, the routing table.
+//! - [`userfn`]: h2 client pool to the user function.
+//! - [`entity`]: serving methods by entity kind (actions today).
+//! - [`effects`]: forwards and side effects.
+//! - [`admin`]: admin HTTP port, metrics, gRPC health and reflection.
+//! - [`proto`]: generated protocol types.
+
+pub mod admin;
+pub mod config;
+pub mod discovery;
+pub mod dispatch;
+pub mod effects;
+pub mod entity;
+pub mod grpc;
+pub mod proto;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;
+pub mod userfn;
+pub mod worker;
+
+mod app;
+
+pub use app::run;

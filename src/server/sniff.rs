@@ -1,0 +1,131 @@
+//! Protocol detection on a fresh connection, and a stream wrapper that
+//! replays the bytes read while detecting.
+
+use std::{
+    future::poll_fn,
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The HTTP/2 connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    H2,
+    Http1,
+    Unknown,
+}
+
+/// Classifies the first bytes. `None` means "need more".
+pub fn classify(buf: &[u8]) -> Option<Protocol> {
+    let n = buf.len().min(H2_PREFACE.len());
+    if buf[..n] == H2_PREFACE[..n] {
+        return (n == H2_PREFACE.len()).then_some(Protocol::H2);
+    }
+    // An HTTP/1.x request line: an upper-case token, a space.
+    let token = buf.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    match buf.get(token) {
+        Some(b' ') if (3..=7).contains(&token) => Some(Protocol::Http1),
+        None if token == buf.len() && token < 8 => None,
+        _ => Some(Protocol::Unknown),
+    }
+}
+
+/// Reads until the protocol is known; returns it with the bytes consumed.
+pub async fn sniff<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<(Protocol, Bytes)> {
+    let mut buf = BytesMut::with_capacity(64);
+    loop {
+        if !buf.is_empty() {
+            if let Some(p) = classify(&buf) {
+                return Ok((p, buf.freeze()));
+            }
+        }
+        let mut chunk = [0u8; 64];
+        let n = poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A stream that first yields `prefix`, then reads from `inner`.
+pub struct Prefixed<T> {
+    prefix: Bytes,
+    inner: T,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(prefix: Bytes, inner: T) -> Prefixed<T> {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_prefaces_and_request_lines() {
+        assert_eq!(classify(H2_PREFACE), Some(Protocol::H2));
+        assert_eq!(classify(&H2_PREFACE[..10]), None);
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"POST /x HTTP/1.1\r\n"), Some(Protocol::Http1));
+        assert_eq!(classify(b"GE"), None);
+        assert_eq!(classify(b"\x16\x03\x01\x02"), Some(Protocol::Unknown), "TLS hello");
+        assert_eq!(classify(b"hello world"), Some(Protocol::Unknown));
+        assert_eq!(classify(b"PRX"), None, "could still be a long method name");
+        assert_eq!(classify(b"LONGMETHOD x"), Some(Protocol::Unknown));
+    }
+}

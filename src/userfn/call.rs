@@ -1,0 +1,92 @@
+//! Reading a gRPC response from the user function.
+
+use bytes::Bytes;
+use h2::client::ResponseFuture;
+use h2::Reason;
+use http::HeaderMap;
+
+use crate::grpc::{Code, MessageReader, ReadError, Status};
+
+/// Maps an h2 failure on a user-function call to the status the client sees.
+/// A reset with CANCEL from the function keeps the code `Cancelled`, which
+/// callers turn back into a reset of the client's stream.
+pub fn upstream_status(e: h2::Error) -> Status {
+    if e.is_reset() && e.reason() == Some(Reason::CANCEL) && e.is_remote() {
+        return Status::new(Code::Cancelled, "user function cancelled the call");
+    }
+    Status::new(Code::Unavailable, format!("user function call failed: {e}"))
+}
+
+/// The response half of a call to the user function.
+pub struct CallResponse {
+    headers: HeaderMap,
+    reader: Option<MessageReader>,
+}
+
+impl CallResponse {
+    /// Waits for the response headers. A trailers-only error response becomes
+    /// `Err` here.
+    pub async fn open(response: ResponseFuture, max_message_size: usize) -> Result<CallResponse, Status> {
+        let response = response.await.map_err(upstream_status)?;
+        if response.status() != http::StatusCode::OK {
+            return Err(Status::new(
+                Code::Unavailable,
+                format!("user function answered HTTP {} instead of gRPC", response.status()),
+            ));
+        }
+        let (parts, body) = response.into_parts();
+        if let Some(status) = Status::from_headers(&parts.headers) {
+            if !status.is_ok() {
+                return Err(status);
+            }
+            return Ok(CallResponse { headers: parts.headers, reader: None });
+        }
+        Ok(CallResponse { headers: parts.headers, reader: Some(MessageReader::new(body, max_message_size)) })
+    }
+
+    /// Response headers (the function's reply metadata lives here).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The next message; `Ok(None)` at a clean end with status OK, `Err` with
+    /// the function's status otherwise.
+    pub async fn message(&mut self) -> Result<Option<Bytes>, Status> {
+        let Some(reader) = self.reader.as_mut() else { return Ok(None) };
+        match reader.message().await {
+            Ok(Some(m)) => return Ok(Some(m)),
+            Ok(None) => {}
+            Err(ReadError::Stream(e)) => return Err(upstream_status(e)),
+            Err(ReadError::Frame(e)) => {
+                return Err(Status::new(Code::Internal, format!("user function sent a malformed frame: {e}")))
+            }
+        }
+        let trailers = reader.trailers().await.map_err(upstream_status)?;
+        self.reader = None;
+        match trailers.as_ref().and_then(Status::from_headers) {
+            Some(s) if s.is_ok() => Ok(None),
+            Some(s) => Err(s),
+            None => Err(Status::new(Code::Internal, "user function response ended without grpc-status")),
+        }
+    }
+}
+
+/// One unary call: sends an already framed request, returns the response
+/// headers and the single response message.
+pub async fn unary(
+    pool: &super::Pool,
+    uri: &http::Uri,
+    framed_request: Bytes,
+    max_message_size: usize,
+) -> Result<(HeaderMap, Bytes), Status> {
+    let (mut send, response) = pool.open(uri, None).await?;
+    send.send_data(framed_request, true).map_err(upstream_status)?;
+    let mut response = CallResponse::open(response, max_message_size).await?;
+    let Some(message) = response.message().await? else {
+        return Err(Status::new(Code::Internal, "user function replied without a message"));
+    };
+    if response.message().await?.is_some() {
+        return Err(Status::new(Code::Internal, "user function sent several messages on a unary call"));
+    }
+    Ok((response.headers, message))
+}

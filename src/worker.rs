@@ -1,0 +1,193 @@
+//! A worker: one thread, pinned to one CPU, running one executor that owns
+//! everything of its core (listener, connections, user-function pool,
+//! metrics). The main thread reaches it only through [`Control`] messages.
+
+use std::{
+    net::SocketAddr,
+    rc::Rc,
+    sync::{atomic::AtomicBool, Arc, OnceLock},
+    thread,
+    time::Duration,
+};
+
+use futures_channel::oneshot;
+use http::Uri;
+use tracing::{info, warn};
+
+use crate::admin::metrics::{CoreMetrics, Snapshot};
+use crate::config::Config;
+use crate::discovery::{EntityKind, Router};
+use crate::runtime::{self, Notify};
+use crate::server::{self, Connections};
+use crate::userfn::{Pool, Target};
+
+/// Messages from the control plane (main and admin threads) to a worker.
+pub enum Control {
+    /// Stop accepting, finish in-flight calls within the timeout, exit.
+    Shutdown { timeout: Duration },
+    /// Reply with a copy of this core's metrics.
+    Metrics(oneshot::Sender<Snapshot>),
+}
+
+/// State shared by all threads; read-mostly, no locks on the request path.
+pub struct Shared {
+    pub config: Config,
+    /// Discovery done and listeners bound.
+    pub ready: AtomicBool,
+    /// SIGTERM/SIGINT received.
+    pub draining: AtomicBool,
+    pub router: OnceLock<Arc<Router>>,
+    pub workers: OnceLock<Vec<flume::Sender<Control>>>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        Shared {
+            config,
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            router: OnceLock::new(),
+            workers: OnceLock::new(),
+        }
+    }
+
+    pub fn target(&self) -> Target {
+        match &self.config.user_function_uds {
+            Some(path) => Target::Unix(path.clone()),
+            None => Target::Tcp { host: self.config.user_function_host.clone(), port: self.config.user_function_port },
+        }
+    }
+}
+
+/// The user-function paths an action service is called on, by shape.
+pub struct ActionUris {
+    pub unary: Uri,
+    pub streamed_in: Uri,
+    pub streamed_out: Uri,
+    pub streamed: Uri,
+}
+
+/// Everything one core owns.
+pub struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub router: Arc<Router>,
+    pub pool: Pool,
+    pub metrics: CoreMetrics,
+    pub shutdown: Notify,
+    pub connections: Connections,
+    /// Per service index; `None` for services that are not actions.
+    action_uris: Vec<Option<ActionUris>>,
+}
+
+impl Core {
+    pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>) -> Core {
+        let pool = Pool::new(shared.target(), shared.config.user_function_connections);
+        let action_uris = router
+            .services()
+            .iter()
+            .map(|s| {
+                (s.kind == EntityKind::Action).then(|| ActionUris {
+                    unary: pool.uri(&format!("/{}/handleUnary", s.protocol)),
+                    streamed_in: pool.uri(&format!("/{}/handleStreamedIn", s.protocol)),
+                    streamed_out: pool.uri(&format!("/{}/handleStreamedOut", s.protocol)),
+                    streamed: pool.uri(&format!("/{}/handleStreamed", s.protocol)),
+                })
+            })
+            .collect();
+        Core {
+            id,
+            metrics: CoreMetrics::new(router.routes().len()),
+            shared,
+            router,
+            pool,
+            shutdown: Notify::new(),
+            connections: Connections::default(),
+            action_uris,
+        }
+    }
+
+    pub fn action_uris(&self, service: usize) -> Option<&ActionUris> {
+        self.action_uris.get(service).and_then(Option::as_ref)
+    }
+
+    pub fn max_message_size(&self) -> usize {
+        self.shared.config.max_message_size
+    }
+}
+
+/// A started worker thread.
+pub struct Worker {
+    pub control: flume::Sender<Control>,
+    pub thread: thread::JoinHandle<()>,
+}
+
+/// Starts `count` workers on `addr`; returns once every one has bound its
+/// listener (or the first error).
+pub fn start(count: usize, addr: SocketAddr, shared: Arc<Shared>, router: Arc<Router>) -> Result<Vec<Worker>, String> {
+    let cpus = runtime::allowed_cpus();
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
+    let mut workers = Vec::with_capacity(count);
+    for id in 0..count {
+        let (control, inbox) = flume::unbounded();
+        let cpu = shared.config.pin_workers.then(|| cpus.get(id % cpus.len().max(1)).copied()).flatten();
+        let (shared, router, bound_tx) = (shared.clone(), router.clone(), bound_tx.clone());
+        let thread = thread::Builder::new()
+            .name(format!("massa-core-{id}"))
+            .spawn(move || run(id, cpu, addr, shared, router, inbox, bound_tx))
+            .map_err(|e| format!("spawning worker {id}: {e}"))?;
+        workers.push(Worker { control, thread });
+    }
+    drop(bound_tx);
+    for _ in 0..count {
+        match bound_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker exited during start-up".to_owned()),
+        }
+    }
+    Ok(workers)
+}
+
+fn run(
+    id: usize,
+    cpu: Option<usize>,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    router: Arc<Router>,
+    inbox: flume::Receiver<Control>,
+    bound: std::sync::mpsc::Sender<Result<&'static str, String>>,
+) {
+    if let Some(cpu) = cpu {
+        if let Err(e) = runtime::pin_to(cpu) {
+            warn!(worker = id, error = %e, "could not pin worker");
+        }
+    }
+    let (mut rt, driver) = match runtime::build(shared.config.io_driver) {
+        Ok(rt) => rt,
+        Err(e) => return drop(bound.send(Err(format!("worker {id}: building the runtime: {e}")))),
+    };
+    rt.block_on(async move {
+        let listener = match server::bind(addr) {
+            Ok(l) => l,
+            Err(e) => return drop(bound.send(Err(format!("worker {id}: binding {addr}: {e}")))),
+        };
+        info!(worker = id, cpu = ?cpu, driver, %addr, "worker serving");
+        let _ = bound.send(Ok(driver));
+        let core = Rc::new(Core::new(id, shared, router));
+        monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone()));
+        while let Ok(msg) = inbox.recv_async().await {
+            match msg {
+                Control::Metrics(reply) => drop(reply.send(core.metrics.snapshot())),
+                Control::Shutdown { timeout } => {
+                    core.shutdown.fire();
+                    let connections = core.connections.clone();
+                    if !runtime::wait_until(|| connections.live() == 0, timeout).await {
+                        warn!(worker = id, open = connections.live(), "shutdown timeout: closing connections with calls in flight");
+                    }
+                    break;
+                }
+            }
+        }
+    });
+}

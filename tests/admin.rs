@@ -1,0 +1,171 @@
+//! Introspection end to end: reflection (both versions), gRPC health, the
+//! admin port, and what the public port does with non-gRPC traffic.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use massa::grpc::{encode_prost, Code};
+use massa::proto::grpc::health::v1::{health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse};
+use massa::proto::grpc::reflection::v1alpha::{
+    server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest,
+    ServerReflectionResponse,
+};
+use prost::Message;
+use support::*;
+
+fn setup() -> (Proc, Massa, Client) {
+    let fn_port = free_port();
+    let f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &[]);
+    let c = Client::new(m.port);
+    (f, m, c)
+}
+
+async fn reflect(c: &Client, version: &str, requests: Vec<MessageRequest>) -> Vec<ServerReflectionResponse> {
+    let framed = requests
+        .into_iter()
+        .map(|r| encode_prost(&ServerReflectionRequest { host: "localhost".into(), message_request: Some(r) }))
+        .collect();
+    let path = format!("/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo");
+    let (_, msgs, status) = c.call(&path, None, framed).await;
+    status.unwrap();
+    msgs.into_iter().map(|m| ServerReflectionResponse::decode(m).unwrap()).collect()
+}
+
+fn names(r: &ServerReflectionResponse) -> Vec<String> {
+    match &r.message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => l.service.iter().map(|s| s.name.clone()).collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+#[test]
+fn reflection_v1alpha_matches_the_tck() {
+    let (_f, _m, c) = setup();
+    run(async {
+        let r = reflect(
+            &c,
+            "v1alpha",
+            vec![
+                MessageRequest::ListServices(String::new()),
+                MessageRequest::ListServices("nonsense.blabla.".into()),
+                MessageRequest::FileContainingSymbol("nonsense.blabla.Void".into()),
+                MessageRequest::FileContainingSymbol("example.echo.Echo".into()),
+            ],
+        )
+        .await;
+        assert_eq!(r.len(), 4);
+        for list in &r[..2] {
+            assert_eq!(names(list), ["grpc.reflection.v1alpha.ServerReflection", "example.echo.Echo"]);
+            assert_eq!(list.valid_host, "localhost");
+            assert!(list.original_request.is_some());
+        }
+        match &r[2].message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => assert!(f.file_descriptor_proto.is_empty()),
+            other => panic!("unknown symbol must be an empty response, got {other:?}"),
+        }
+        match &r[3].message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => assert!(!f.file_descriptor_proto.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn reflection_v1_lists_and_describes_own_services() {
+    let (_f, _m, c) = setup();
+    run(async {
+        let r = reflect(
+            &c,
+            "v1",
+            vec![
+                MessageRequest::ListServices(String::new()),
+                MessageRequest::FileContainingSymbol("grpc.health.v1.Health".into()),
+                MessageRequest::FileContainingSymbol("nonsense.Void".into()),
+            ],
+        )
+        .await;
+        assert_eq!(
+            names(&r[0]),
+            ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "example.echo.Echo"]
+        );
+        assert!(matches!(r[1].message_response, Some(MessageResponse::FileDescriptorResponse(_))));
+        match &r[2].message_response {
+            Some(MessageResponse::ErrorResponse(e)) => assert_eq!(e.error_code, Code::NotFound as i32),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn health_check_and_admin_endpoints() {
+    let (_f, m, c) = setup();
+    run(async {
+        for service in ["", "example.echo.Echo"] {
+            let req = HealthCheckRequest { service: service.into() };
+            let (_, msgs, status) = c.call("/grpc.health.v1.Health/Check", None, vec![encode_prost(&req)]).await;
+            status.unwrap();
+            assert_eq!(HealthCheckResponse::decode(msgs[0].clone()).unwrap().status(), ServingStatus::Serving);
+        }
+        let req = HealthCheckRequest { service: "no.Such".into() };
+        let (_, _, status) = c.call("/grpc.health.v1.Health/Check", None, vec![encode_prost(&req)]).await;
+        assert_eq!(status.unwrap_err().code, Code::NotFound);
+        c.say("count me").await.unwrap();
+    });
+    assert_eq!(http_get(m.admin, "/health/live").unwrap().0, 200);
+    assert_eq!(http_get(m.admin, "/health/ready").unwrap().0, 200);
+    assert_eq!(http_get(m.admin, "/nope").unwrap().0, 404);
+    let (status, metrics) = http_get(m.admin, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for needle in [
+        "massa_ready 1",
+        "massa_requests_total{method=\"/example.echo.Echo/Say\",code=\"OK\"} 1",
+        "massa_request_duration_seconds_count{method=\"/example.echo.Echo/Say\"} 1",
+        "massa_requests_total{method=\"other\",code=\"NOT_FOUND\"} 1",
+        "massa_requests_in_flight{method=\"/example.echo.Echo/Say\"} 0",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+}
+
+#[test]
+fn http1_and_garbage_on_the_grpc_port_are_handled() {
+    let (_f, mut m, c) = setup();
+    let (status, body) = http_get(m.port, "/").unwrap();
+    assert_eq!(status, 404);
+    assert!(body.contains("gRPC"), "{body}");
+    let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nK-Network-Probe: queue\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("queue"), "{out}");
+    for garbage in [&b"\x16\x03\x01\x00\xff\x01\x00"[..], b"hello there\r\n", &[0u8; 64]] {
+        let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(garbage).unwrap();
+        let mut buf = Vec::new();
+        let n = s.read_to_end(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "garbage gets a clean close");
+    }
+    // A valid preface followed by garbage frames: the connection errors, the proxy does not.
+    let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff").unwrap();
+    let mut buf = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_end(&mut buf);
+    run(async { assert_eq!(c.say("still serving").await.unwrap(), "still serving") });
+    assert!(m.proc.child.try_wait_alive());
+}
+
+trait Alive {
+    fn try_wait_alive(&mut self) -> bool;
+}
+
+impl Alive for std::process::Child {
+    fn try_wait_alive(&mut self) -> bool {
+        self.try_wait().unwrap().is_none()
+    }
+}

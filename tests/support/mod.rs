@@ -1,0 +1,233 @@
+//! Test DSL: start the real `massa` binary and the real example user
+//! function on loopback ports, and call through the proxy with a gRPC client
+//! (Massa's own h2 client, which the proxy uses towards functions).
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use prost::Message;
+
+use massa::config::IoDriver;
+use massa::grpc::{encode_prost, Status};
+use massa::proto::example::echo::{EchoReply, EchoRequest};
+use massa::userfn::{CallResponse, Pool, Target};
+
+/// Upper bound for anything a test waits for; generous, never a threshold.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed on drop, with its stderr captured.
+pub struct Proc {
+    pub child: Child,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).env("RUST_LOG", "info");
+        let mut child = cmd.spawn().expect("spawning test process");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Proc { child, stderr }
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the captured stderr contains `needle`.
+    pub fn must_log(&self, needle: &str) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(start.elapsed() < PATIENCE, "never logged {needle:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for exit and returns the status code.
+    pub fn must_exit(&mut self) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(start.elapsed() < PATIENCE, "process did not exit; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the example user function on `port` with extra flags.
+pub fn start_example_fn(port: u16, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_massa-example-fn"));
+    cmd.args(["--port", &port.to_string()]).args(extra);
+    let p = Proc::spawn(cmd);
+    p.must_log("listening on");
+    p
+}
+
+/// A running proxy and its ports.
+pub struct Massa {
+    pub proc: Proc,
+    pub port: u16,
+    pub admin: u16,
+}
+
+/// Starts `massa` in front of a function on `fn_port`; does not wait.
+pub fn spawn_massa(fn_port: u16, extra: &[&str]) -> Massa {
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_massa"));
+    cmd.args(["--http-port", &port.to_string(), "--admin-port", &admin.to_string()])
+        .args(["--user-function-port", &fn_port.to_string(), "--http-interface", "127.0.0.1"])
+        .args(["--admin-interface", "127.0.0.1"])
+        .args(extra);
+    Massa { proc: Proc::spawn(cmd), port, admin }
+}
+
+/// Starts `massa` and waits until `/health/ready` says so.
+pub fn start_massa(fn_port: u16, extra: &[&str]) -> Massa {
+    let m = spawn_massa(fn_port, extra);
+    m.must_be_ready();
+    m
+}
+
+impl Massa {
+    pub fn must_be_ready(&self) {
+        let start = Instant::now();
+        while http_get(self.admin, "/health/ready").map(|(s, _)| s) != Some(200) {
+            assert!(start.elapsed() < PATIENCE, "massa never became ready; log:\n{}", self.proc.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET; `(status, body)`, `None` if nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+/// Runs an async test body on a fresh executor.
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    massa::runtime::block_on(IoDriver::Epoll, f).expect("test runtime").0
+}
+
+/// A gRPC client to one address.
+pub struct Client {
+    pool: Pool,
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client { pool: Pool::new(Target::Tcp { host: "127.0.0.1".into(), port }, 1) }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Sends framed messages, returns response headers and messages, or
+    /// the status of a failed call (with the messages that came first).
+    pub async fn call(
+        &self,
+        path: &str,
+        headers: Option<&HeaderMap>,
+        framed: Vec<Bytes>,
+    ) -> (Option<HeaderMap>, Vec<Bytes>, Result<(), Status>) {
+        let (mut send, response) = match self.pool.open(&self.pool.uri(path), headers).await {
+            Ok(call) => call,
+            Err(s) => return (None, Vec::new(), Err(s)),
+        };
+        for chunk in framed {
+            send.send_data(chunk, false).unwrap();
+        }
+        send.send_data(Bytes::new(), true).unwrap();
+        let mut response = match CallResponse::open(response, 64 << 20).await {
+            Ok(r) => r,
+            Err(s) => return (None, Vec::new(), Err(s)),
+        };
+        let headers = response.headers().clone();
+        let mut messages = Vec::new();
+        loop {
+            match response.message().await {
+                Ok(Some(m)) => messages.push(m),
+                Ok(None) => return (Some(headers), messages, Ok(())),
+                Err(s) => return (Some(headers), messages, Err(s)),
+            }
+        }
+    }
+
+    /// Calls an Echo method with `requests`, returns reply texts or status.
+    pub async fn echo(&self, method: &str, requests: &[EchoRequest]) -> Result<Vec<String>, Status> {
+        let framed = requests.iter().map(encode_prost).collect();
+        let (_, messages, status) = self.call(&format!("/example.echo.Echo/{method}"), None, framed).await;
+        status?;
+        Ok(messages.into_iter().map(|m| EchoReply::decode(m).unwrap().text).collect())
+    }
+
+    /// `Echo/Say` with text.
+    pub async fn say(&self, text: &str) -> Result<String, Status> {
+        Ok(self.echo("Say", &[text_req(text)]).await?.remove(0))
+    }
+}
+
+pub fn text_req(text: &str) -> EchoRequest {
+    EchoRequest { text: text.to_owned(), ..Default::default() }
+}
+
+pub fn header(name: &'static str, value: &'static str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(name, HeaderValue::from_static(value));
+    h
+}
+
+/// Polls `f` until it returns `Some`, within [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
