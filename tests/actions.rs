@@ -116,7 +116,8 @@ fn client_cancellation_reaches_the_function() {
     let (_f, _m, c) = setup(&[]);
     run(async {
         let slow = EchoRequest { text: "c1".into(), delay_ms: 30_000, ..Default::default() };
-        let (mut send, response) = c.pool().open(&c.pool().uri("/example.echo.Echo/Say"), None).await.unwrap();
+        let pool = c.pool();
+        let (mut send, response) = pool.open(&pool.uri("/example.echo.Echo/Say"), None).await.unwrap();
         send.send_data(encode_prost(&slow), true).unwrap();
         monoio::time::sleep(Duration::from_millis(200)).await;
         send.send_reset(h2::Reason::CANCEL);

@@ -69,7 +69,10 @@ fn main() {
         let shutdown = Notify::new();
         if let Some(path) = &echo.args.uds {
             let _ = std::fs::remove_file(path);
-            let listener = monoio::net::UnixListener::bind(path).expect("binding the Unix socket");
+            // Bound through std: monoio's own bind sets SO_REUSEADDR, which
+            // AF_UNIX sockets refuse with EOPNOTSUPP.
+            let std_listener = std::os::unix::net::UnixListener::bind(path).expect("binding the Unix socket");
+            let listener = monoio::net::UnixListener::from_std(std_listener).expect("registering the Unix socket");
             eprintln!("massa-example-fn listening on unix:{}", path.display());
             while let Ok((stream, _)) = listener.accept().await {
                 let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");

@@ -179,7 +179,8 @@ async fn relay(core: &Rc<Core>, route: &MethodRoute, response: ResponseFuture, r
                     }
                 }
                 let payload = reply.payload.map(|p| p.value).unwrap_or_default();
-                if responder.send_flow(payload).await.is_err() {
+                if let Err(e) = responder.send_flow(payload).await {
+                    tracing::debug!(error = %e, "client stream closed while relaying");
                     return End::ClientGone;
                 }
             }

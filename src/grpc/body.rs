@@ -157,9 +157,15 @@ impl Responder {
         }
     }
 
-    /// Resolves when the client resets the stream.
+    /// Resolves when the client resets the stream. Once headers went out,
+    /// only the body stream can observe the reset (h2 fails `poll_reset` on
+    /// a used `SendResponse`).
     pub async fn reset_by_client(&mut self) -> h2::Reason {
-        match std::future::poll_fn(|cx| self.respond.poll_reset(cx)).await {
+        let polled = std::future::poll_fn(|cx| match self.body.as_mut() {
+            Some(body) => body.poll_reset(cx),
+            None => self.respond.poll_reset(cx),
+        });
+        match polled.await {
             Ok(reason) => reason,
             Err(_) => h2::Reason::CANCEL,
         }

@@ -7,6 +7,8 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
     process::{Child, Command, Stdio},
+    cell::RefCell,
+    rc::Rc,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -35,13 +37,18 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).env("RUST_LOG", "info");
+        let level = std::env::var("MASSA_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let echo = std::env::var_os("MASSA_TEST_LOG").is_some();
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).env("RUST_LOG", level);
         let mut child = cmd.spawn().expect("spawning test process");
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
@@ -142,23 +149,44 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
-/// Runs an async test body on a fresh executor.
-pub fn run<F: std::future::Future>(f: F) -> F::Output {
-    massa::runtime::block_on(IoDriver::Epoll, f).expect("test runtime").0
+thread_local! {
+    /// Pools opened during the current [`run`]; closed before it returns.
+    static LIVE_POOLS: RefCell<Vec<Rc<RefCell<Option<Rc<Pool>>>>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A gRPC client to one address.
+/// Runs an async test body on a fresh executor. Client connections opened
+/// inside are closed before the executor goes away: an h2 connection task
+/// must not be dropped from outside its runtime (monoio would drop it
+/// inline from the waker, inside h2's own lock).
+pub fn run<F: std::future::Future>(f: F) -> F::Output {
+    let body = async {
+        let out = f.await;
+        for pool in LIVE_POOLS.with(|l| l.take()) {
+            pool.borrow_mut().take();
+        }
+        out
+    };
+    massa::runtime::block_on(IoDriver::Epoll, body).expect("test runtime").0
+}
+
+/// A gRPC client to one address; connects lazily inside each [`run`].
 pub struct Client {
-    pool: Pool,
+    port: u16,
+    pool: Rc<RefCell<Option<Rc<Pool>>>>,
 }
 
 impl Client {
     pub fn new(port: u16) -> Client {
-        Client { pool: Pool::new(Target::Tcp { host: "127.0.0.1".into(), port }, 1) }
+        Client { port, pool: Rc::default() }
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    pub fn pool(&self) -> Rc<Pool> {
+        let mut slot = self.pool.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Rc::new(Pool::new(Target::Tcp { host: "127.0.0.1".into(), port: self.port }, 1)));
+            LIVE_POOLS.with(|l| l.borrow_mut().push(self.pool.clone()));
+        }
+        slot.clone().unwrap()
     }
 
     /// Sends framed messages, returns response headers and messages, or
@@ -169,7 +197,8 @@ impl Client {
         headers: Option<&HeaderMap>,
         framed: Vec<Bytes>,
     ) -> (Option<HeaderMap>, Vec<Bytes>, Result<(), Status>) {
-        let (mut send, response) = match self.pool.open(&self.pool.uri(path), headers).await {
+        let pool = self.pool();
+        let (mut send, response) = match pool.open(&pool.uri(path), headers).await {
             Ok(call) => call,
             Err(s) => return (None, Vec::new(), Err(s)),
         };
