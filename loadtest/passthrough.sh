@@ -6,6 +6,8 @@
 # its request count (-n) and h2load's own timeouts.
 #
 # usage: loadtest/passthrough.sh [runs=3] [requests=200000]
+# env: WORKERS (default 1), MASSA_ARGS (extra proxy flags, e.g.
+#      "--io-driver epoll"), CLIENTS/STREAMS (h2load -c/-m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -21,10 +23,14 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 loadtest/grpc_body.py "$work"
 
 fn_port=18080; proxy_port=19000; admin_port=19090
-"$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
+# Pinning (when 2+ CPUs): client and function share CPU 0, the proxy gets
+# CPU 1 to itself, so its CPU-seconds are its own.
+pin_client="taskset -c 0"; pin_proxy="taskset -c 1"
+[ "$(nproc)" -ge 2 ] || { pin_client=""; pin_proxy=""; }
+$pin_client "$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
 fn_pid=$!
-"$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
-  --workers "${WORKERS:-1}" 2>"$work/massa.log" &
+$pin_proxy "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
+  --workers "${WORKERS:-1}" ${MASSA_ARGS:-} 2>"$work/massa.log" &
 massa_pid=$!
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
@@ -35,10 +41,10 @@ idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status)
 
 # CPU time of every thread of a process, in ns (schedstat is exact on
 # tickless kernels, unlike /proc/PID/stat's clock ticks).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {print s}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 h2() { # url body
-  h2load -n "$n" -c "$clients" -m "$streams" -t 1 \
+  $pin_client h2load -n "$n" -c "$clients" -m "$streams" -t 1 \
     -H 'content-type: application/grpc' -H 'te: trailers' -d "$2" "$1" 2>&1
 }
 
@@ -65,5 +71,6 @@ for run in $(seq "$runs"); do
   report "massa (run $run)" "$out" "$((after - before))"
 done
 echo
+echo "io driver: $(sed 's/\x1b\[[0-9;]*m//g' "$work/massa.log" | grep -o 'driver="[a-z_]*"' | head -1)"
 echo "massa idle RSS after discovery: ${idle_rss} KiB"
 echo "massa RSS after load: $(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status) KiB"

@@ -8,9 +8,21 @@ pub mod cloudstate {
     pub mod action {
         include!(concat!(env!("OUT_DIR"), "/cloudstate.action.rs"));
     }
+    pub mod eventsourced {
+        include!(concat!(env!("OUT_DIR"), "/cloudstate.eventsourced.rs"));
+    }
+    pub mod valueentity {
+        include!(concat!(env!("OUT_DIR"), "/cloudstate.valueentity.rs"));
+    }
+    pub mod crdt {
+        include!(concat!(env!("OUT_DIR"), "/cloudstate.crdt.rs"));
+    }
 }
 
 pub mod google {
+    pub mod api {
+        include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
+    }
     pub mod protobuf {
         include!(concat!(env!("OUT_DIR"), "/google.protobuf.rs"));
     }
