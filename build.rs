@@ -3,8 +3,6 @@
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
-
 /// Everything the proxy speaks or serves; Rust types are generated for these.
 const GENERATED: &[&str] = &[
     "cloudstate/entity.proto",
@@ -20,6 +18,10 @@ const GENERATED: &[&str] = &[
     "grpc/reflection/v1alpha/reflection.proto",
     "grpc/health/v1/health.proto",
     "example/echo/echo.proto",
+    "example/shoppingcart/shoppingcart.proto",
+    "example/shoppingcart/persistence/domain.proto",
+    "example/valueentity/shoppingcart/shoppingcart.proto",
+    "example/valueentity/shoppingcart/persistence/domain.proto",
 ];
 
 /// Descriptor sets embedded as bytes: (output file, root protos).
@@ -30,14 +32,23 @@ const EMBEDDED: &[(&str, &[&str])] = &[
         &["grpc/reflection/v1/reflection.proto", "grpc/reflection/v1alpha/reflection.proto", "grpc/health/v1/health.proto"],
     ),
     // What the example user function reports at discovery.
-    ("echo.fds", &["example/echo/echo.proto"]),
+    (
+        "example.fds",
+        &[
+            "example/echo/echo.proto",
+            "example/shoppingcart/shoppingcart.proto",
+            "example/shoppingcart/persistence/domain.proto",
+            "example/valueentity/shoppingcart/shoppingcart.proto",
+            "example/valueentity/shoppingcart/persistence/domain.proto",
+        ],
+    ),
 ];
 
-fn compile(files: &[&str]) -> prost_types::FileDescriptorSet {
+fn compiler(files: &[&str]) -> protox::Compiler {
     protox::Compiler::new(["proto"])
         .and_then(|mut c| {
             c.include_imports(true).include_source_info(false).open_files(files)?;
-            Ok(c.file_descriptor_set())
+            Ok(c)
         })
         .unwrap_or_else(|e| panic!("compiling {files:?}: {e}"))
 }
@@ -50,9 +61,11 @@ fn main() {
     prost_build::Config::new()
         .compile_well_known_types()
         .bytes(["."])
-        .compile_fds(compile(GENERATED))
+        .compile_fds(compiler(GENERATED).file_descriptor_set())
         .expect("generating Rust from protos");
     for (name, roots) in EMBEDDED {
-        fs::write(out.join(name), compile(roots).encode_to_vec()).expect("writing descriptor set");
+        // Encoded by protox itself: prost_types would drop custom options
+        // such as `(cloudstate.entity_key)`, which discovery relies on.
+        fs::write(out.join(name), compiler(roots).encode_file_descriptor_set()).expect("writing descriptor set");
     }
 }

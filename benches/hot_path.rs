@@ -81,7 +81,7 @@ fn route_lookup(c: &mut Criterion) {
         passivation_strategy: None,
     };
     let spec_msg = EntitySpec {
-        proto: Bytes::from_static(massa::proto::ECHO_DESCRIPTORS),
+        proto: Bytes::from_static(massa::proto::EXAMPLE_DESCRIPTORS),
         entities: vec![entity("example.echo.Echo", "echo")],
         service_info: Some(ServiceInfo { protocol_major_version: 0, protocol_minor_version: 2, ..Default::default() }),
     };

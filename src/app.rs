@@ -9,9 +9,10 @@ use std::{
 use tracing::{error, info, warn};
 
 use crate::admin;
-use crate::config::Config;
+use crate::config::{Config, Durability, StoreKind};
 use crate::discovery::{self, Acceptance, Backoff, EntityKind};
 use crate::runtime;
+use crate::store;
 use crate::userfn::Pool;
 use crate::worker::{self, Control, Shared};
 
@@ -24,7 +25,11 @@ pub fn run(config: Config) -> Result<(), String> {
     let config = &shared.config;
     let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone())?;
 
-    let accept = Acceptance { strict_protocol: config.strict_protocol, supported: vec![EntityKind::Action] };
+    let store_jobs = open_store(config, workers)?;
+    let accept = Acceptance {
+        strict_protocol: config.strict_protocol,
+        supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity],
+    };
     info!(target = %shared.target(), "discovering user function");
     let discovery = async {
         let pool = Pool::new(shared.target(), 1);
@@ -44,7 +49,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let _ = shared.router.set(router.clone());
 
     let addr = public_addr(config)?;
-    let started = worker::start(workers, addr, shared.clone(), router)?;
+    let started = worker::start(workers, addr, shared.clone(), router, store_jobs)?;
     let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
     shared.ready.store(true, Ordering::Release);
     info!(%addr, admin = %admin_addr, workers, "Massa ready");
@@ -97,4 +102,20 @@ fn watch_signals() -> Result<flume::Receiver<i32>, String> {
         })
         .map_err(|e| e.to_string())?;
     Ok(rx)
+}
+
+/// Opens the configured store and starts one storage thread per worker.
+fn open_store(config: &Config, workers: usize) -> Result<Vec<flume::Sender<store::Job>>, String> {
+    let backend: Box<dyn store::Store> = match config.store {
+        StoreKind::Memory => Box::new(store::MemoryStore::default()),
+        StoreKind::Rocksdb => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| format!("creating the data directory {}: {e}", config.data_dir.display()))?;
+            Box::new(store::RocksStore::open(&config.data_dir).map_err(|e| e.to_string())?)
+        }
+    };
+    let entity_store = store::EntityStore::open(backend).map_err(|e| format!("reading the store: {e}"))?;
+    info!(store = ?config.store, dir = %config.data_dir.display(), durability = ?config.durability, "entity store open");
+    store::spawn_threads(Arc::new(entity_store), workers, config.durability == Durability::Sync)
+        .map_err(|e| format!("starting storage threads: {e}"))
 }

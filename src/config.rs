@@ -40,6 +40,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// Entity state store.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Embedded RocksDB in `--data-dir`.
+    Rocksdb,
+    /// In memory; lost at exit.
+    Memory,
+}
+
+/// When a write counts as done.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Sync,
+    Async,
+}
+
 /// Massa: a thread-per-core Cloudstate sidecar proxy.
 ///
 /// Massa discovers the user function's services (Cloudstate protocol 0.2,
@@ -105,6 +121,34 @@ pub struct Config {
     /// How long in-flight calls may take to finish on SIGTERM/SIGINT.
     #[arg(long, env = "MASSA_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Where entity state lives.
+    #[arg(long, env = "MASSA_STORE", value_enum, default_value_t = StoreKind::Rocksdb)]
+    pub store: StoreKind,
+
+    /// RocksDB data directory.
+    #[arg(long, env = "MASSA_DATA_DIR", default_value = "./massa-data")]
+    pub data_dir: PathBuf,
+
+    /// `sync`: fsync every batch before replies are released; `async`:
+    /// written to the WAL, fsync left to the OS.
+    #[arg(long, env = "MASSA_DURABILITY", value_enum, default_value_t = Durability::Sync)]
+    pub durability: Durability,
+
+    /// Idle time after which an entity is passivated (its function stream
+    /// closed), unless the function's discovery overrides it.
+    #[arg(long, env = "MASSA_PASSIVATION_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub passivation_timeout: Duration,
+
+    /// Active entities per core; beyond it the least recently used idle one
+    /// is passivated.
+    #[arg(long, env = "MASSA_MAX_ACTIVE_ENTITIES_PER_CORE", default_value_t = 100_000)]
+    pub max_active_entities_per_core: usize,
+
+    /// Commands queued per entity while one is in flight; more fail with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MASSA_ENTITY_QUEUE", default_value_t = 1024)]
+    pub entity_queue: usize,
 
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "MASSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]

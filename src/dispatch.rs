@@ -16,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::admin::{health, reflection};
 use crate::discovery::EntityKind;
-use crate::entity::action;
+use crate::entity::{action, stateful};
 use crate::grpc::{self, Code, Responder, Status};
 use crate::server::Service;
 use crate::worker::Core;
@@ -104,6 +104,7 @@ async fn serve(
     };
     match core.router.service(route).kind {
         EntityKind::Action => action::serve(core, route, request, responder).await,
+        EntityKind::EventSourced | EntityKind::ValueEntity => stateful::serve(core, route, request, responder).await,
         kind => End::Status(Status::new(
             Code::Unimplemented,
             format!("{} entities are not served by this version of Massa", kind.protocol()),

@@ -11,7 +11,12 @@ use tracing::{debug, warn};
 
 use crate::discovery::{report_error, EntityKind};
 use crate::grpc::{encode_prost, Code, Status};
-use crate::proto::cloudstate::{action::{action_response::Response, ActionCommand, ActionResponse}, Metadata, Reply, SideEffect};
+use crate::entity::stateful;
+use crate::proto::cloudstate::{
+    action::{action_response::Response, ActionCommand, ActionResponse},
+    client_action::Action,
+    Forward, Metadata, Reply, SideEffect,
+};
 use crate::proto::google::protobuf::Any;
 use crate::userfn;
 use crate::worker::Core;
@@ -21,15 +26,57 @@ const MAX_FORWARD_DEPTH: u8 = 32;
 
 type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
+/// What the function decided for the client, from an action or an entity.
+pub enum Outcome {
+    /// The function chose not to reply.
+    Nothing,
+    Reply(Reply),
+    Forward(Forward),
+    Failure(String),
+}
+
+impl From<Option<Response>> for Outcome {
+    fn from(r: Option<Response>) -> Outcome {
+        match r {
+            None => Outcome::Nothing,
+            Some(Response::Reply(r)) => Outcome::Reply(r),
+            Some(Response::Forward(f)) => Outcome::Forward(f),
+            Some(Response::Failure(f)) => Outcome::Failure(f.description),
+        }
+    }
+}
+
+impl From<Option<Action>> for Outcome {
+    fn from(a: Option<Action>) -> Outcome {
+        match a {
+            None => Outcome::Nothing,
+            Some(Action::Reply(r)) => Outcome::Reply(r),
+            Some(Action::Forward(f)) => Outcome::Forward(f),
+            Some(Action::Failure(f)) => Outcome::Failure(f.description),
+        }
+    }
+}
+
 /// Applies an action's response: effects, then reply/failure/forward.
 /// `Ok(None)` means the function chose not to reply.
 pub async fn resolve(core: &Rc<Core>, response: ActionResponse, origin: &str, depth: u8) -> Result<Option<Reply>, Status> {
-    run_side_effects(core, response.side_effects, origin, depth).await;
-    match response.response {
-        None => Ok(None),
-        Some(Response::Reply(reply)) => Ok(Some(reply)),
-        Some(Response::Failure(f)) => Err(Status::new(Code::Unknown, f.description)),
-        Some(Response::Forward(fwd)) => {
+    finish(core, response.side_effects, response.response.into(), origin, depth).await
+}
+
+/// Side effects first (synchronous ones awaited), then the outcome.
+pub async fn finish(
+    core: &Rc<Core>,
+    side_effects: Vec<SideEffect>,
+    outcome: Outcome,
+    origin: &str,
+    depth: u8,
+) -> Result<Option<Reply>, Status> {
+    run_side_effects(core, side_effects, origin, depth).await;
+    match outcome {
+        Outcome::Nothing => Ok(None),
+        Outcome::Reply(reply) => Ok(Some(reply)),
+        Outcome::Failure(description) => Err(Status::new(Code::Unknown, description)),
+        Outcome::Forward(fwd) => {
             let trace = format!("forwarded from {origin}");
             dispatch(core, fwd.service_name, fwd.command_name, fwd.payload, fwd.metadata, trace, depth + 1).await
         }
@@ -86,16 +133,24 @@ pub fn dispatch(
             }
         };
         let target = core.router.service(&route);
-        let (Some(uris), EntityKind::Action) = (core.action_uris(route.service), target.kind) else {
-            return Err(Status::new(
+        match target.kind {
+            EntityKind::Action => {
+                let uris = core.action_uris(route.service).expect("action routes have action URIs");
+                let command = ActionCommand { service_name: service, name: method, payload, metadata };
+                let (_, body) = userfn::unary(&core.pool, &uris.unary, encode_prost(&command), core.max_message_size()).await?;
+                let response = decode_response(body)?;
+                resolve(&core, response, &route.path, depth).await
+            }
+            EntityKind::EventSourced | EntityKind::ValueEntity => {
+                let payload = payload.map(|p| p.value).unwrap_or_default();
+                let answer = stateful::call(&core, &route, payload).await?;
+                finish(&core, answer.side_effects, answer.outcome, &route.path, depth).await
+            }
+            EntityKind::Crdt => Err(Status::new(
                 Code::Unimplemented,
                 format!("forwarding to {} entities is not served by this version of Massa", target.kind.protocol()),
-            ));
-        };
-        let command = ActionCommand { service_name: service, name: method, payload, metadata };
-        let (_, body) = userfn::unary(&core.pool, &uris.unary, encode_prost(&command), core.max_message_size()).await?;
-        let response = decode_response(body)?;
-        resolve(&core, response, &route.path, depth).await
+            )),
+        }
     })
 }
 

@@ -45,6 +45,8 @@ pub mod grpc;
 pub mod proto;
 pub mod runtime;
 pub mod server;
+pub mod shard;
+pub mod store;
 pub mod telemetry;
 pub mod userfn;
 pub mod worker;

@@ -42,6 +42,27 @@ pub mod grpc {
     }
 }
 
+pub mod com {
+    pub mod example {
+        /// The event-sourced shopping cart (spec §10).
+        pub mod shoppingcart {
+            include!(concat!(env!("OUT_DIR"), "/com.example.shoppingcart.rs"));
+            pub mod persistence {
+                include!(concat!(env!("OUT_DIR"), "/com.example.shoppingcart.persistence.rs"));
+            }
+        }
+        pub mod valueentity {
+            /// The value-entity shopping cart.
+            pub mod shoppingcart {
+                include!(concat!(env!("OUT_DIR"), "/com.example.valueentity.shoppingcart.rs"));
+                pub mod persistence {
+                    include!(concat!(env!("OUT_DIR"), "/com.example.valueentity.shoppingcart.persistence.rs"));
+                }
+            }
+        }
+    }
+}
+
 pub mod example {
     pub mod echo {
         include!(concat!(env!("OUT_DIR"), "/example.echo.rs"));
@@ -52,4 +73,4 @@ pub mod example {
 pub const ADMIN_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/admin.fds"));
 
 /// Descriptors the example user function reports at discovery.
-pub const ECHO_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/echo.fds"));
+pub const EXAMPLE_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example.fds"));

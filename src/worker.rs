@@ -16,6 +16,9 @@ use tracing::{info, warn};
 
 use crate::admin::metrics::{CoreMetrics, Snapshot};
 use crate::config::Config;
+use crate::entity::stateful::{self, Entities};
+use crate::shard::Envelope;
+use crate::store::{self, StoreHandle};
 use crate::discovery::{EntityKind, Router};
 use crate::runtime::{self, Notify};
 use crate::server::{self, Connections};
@@ -76,12 +79,18 @@ pub struct Core {
     pub metrics: CoreMetrics,
     pub shutdown: Notify,
     pub connections: Connections,
+    /// This core's storage thread, with group commit.
+    pub store: Rc<StoreHandle>,
+    /// Entities this core owns.
+    pub entities: Entities,
+    /// Every core's mailbox, by core id (this core's included).
+    pub mailboxes: Vec<flume::Sender<Envelope>>,
     /// Per service index; `None` for services that are not actions.
     action_uris: Vec<Option<ActionUris>>,
 }
 
 impl Core {
-    pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>) -> Core {
+    pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>, wiring: &Wiring) -> Core {
         let pool = Pool::new(shared.target(), shared.config.user_function_connections);
         let action_uris = router
             .services()
@@ -103,6 +112,9 @@ impl Core {
             pool,
             shutdown: Notify::new(),
             connections: Connections::default(),
+            store: StoreHandle::new(wiring.store_jobs[id].clone()),
+            entities: Entities::default(),
+            mailboxes: wiring.mailboxes.clone(),
             action_uris,
         }
     }
@@ -116,6 +128,12 @@ impl Core {
     }
 }
 
+/// The channels between cores and to storage, made before the cores start.
+pub struct Wiring {
+    pub mailboxes: Vec<flume::Sender<Envelope>>,
+    pub store_jobs: Vec<flume::Sender<store::Job>>,
+}
+
 /// A started worker thread.
 pub struct Worker {
     pub control: flume::Sender<Control>,
@@ -124,17 +142,27 @@ pub struct Worker {
 
 /// Starts `count` workers on `addr`; returns once every one has bound its
 /// listener (or the first error).
-pub fn start(count: usize, addr: SocketAddr, shared: Arc<Shared>, router: Arc<Router>) -> Result<Vec<Worker>, String> {
+pub fn start(
+    count: usize,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    router: Arc<Router>,
+    store_jobs: Vec<flume::Sender<store::Job>>,
+) -> Result<Vec<Worker>, String> {
     let cpus = runtime::allowed_cpus();
+    let (mailboxes, inboxes) = crate::shard::mailboxes(count);
+    let wiring = Arc::new(Wiring { mailboxes, store_jobs });
+    let mut inboxes = inboxes.into_iter();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
     let mut workers = Vec::with_capacity(count);
     for id in 0..count {
         let (control, inbox) = flume::unbounded();
         let cpu = shared.config.pin_workers.then(|| cpus.get(id % cpus.len().max(1)).copied()).flatten();
-        let (shared, router, bound_tx) = (shared.clone(), router.clone(), bound_tx.clone());
+        let (shared, router, bound_tx, wiring) = (shared.clone(), router.clone(), bound_tx.clone(), wiring.clone());
+        let mailbox = inboxes.next().expect("one mailbox per core");
         let thread = thread::Builder::new()
             .name(format!("massa-core-{id}"))
-            .spawn(move || run(id, cpu, addr, shared, router, inbox, bound_tx))
+            .spawn(move || run(id, cpu, addr, shared, router, wiring, inbox, mailbox, bound_tx))
             .map_err(|e| format!("spawning worker {id}: {e}"))?;
         workers.push(Worker { control, thread });
     }
@@ -155,7 +183,9 @@ fn run(
     addr: SocketAddr,
     shared: Arc<Shared>,
     router: Arc<Router>,
+    wiring: Arc<Wiring>,
     inbox: flume::Receiver<Control>,
+    mailbox: flume::Receiver<Envelope>,
     bound: std::sync::mpsc::Sender<Result<&'static str, String>>,
 ) {
     if let Some(cpu) = cpu {
@@ -174,7 +204,9 @@ fn run(
         };
         info!(worker = id, cpu = ?cpu, driver, %addr, "worker serving");
         let _ = bound.send(Ok(driver));
-        let core = Rc::new(Core::new(id, shared, router));
+        let core = Rc::new(Core::new(id, shared, router, &wiring));
+        drop(wiring);
+        monoio::spawn(stateful::serve_mailbox(core.clone(), mailbox));
         monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone()));
         while let Ok(msg) = inbox.recv_async().await {
             match msg {

@@ -48,11 +48,18 @@ impl MethodMetrics {
 pub struct CoreMetrics {
     methods: Vec<MethodMetrics>,
     user_fn_errors: Cell<u64>,
+    entities_activated: Cell<u64>,
+    entities_stopped: Cell<u64>,
 }
 
 impl CoreMetrics {
     pub fn new(routes: usize) -> CoreMetrics {
-        CoreMetrics { methods: (0..=routes).map(|_| MethodMetrics::new()).collect(), user_fn_errors: Cell::new(0) }
+        CoreMetrics {
+            methods: (0..=routes).map(|_| MethodMetrics::new()).collect(),
+            user_fn_errors: Cell::new(0),
+            entities_activated: Cell::new(0),
+            entities_stopped: Cell::new(0),
+        }
     }
 
     fn slot(&self, route: Option<usize>) -> &MethodMetrics {
@@ -78,6 +85,15 @@ impl CoreMetrics {
         self.user_fn_errors.set(self.user_fn_errors.get() + 1);
     }
 
+    pub fn entity_activated(&self) {
+        self.entities_activated.set(self.entities_activated.get() + 1);
+    }
+
+    /// An entity passivated or stopped.
+    pub fn entity_passivated(&self) {
+        self.entities_stopped.set(self.entities_stopped.get() + 1);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             methods: self
@@ -91,6 +107,8 @@ impl CoreMetrics {
                 })
                 .collect(),
             user_fn_errors: self.user_fn_errors.get(),
+            entities_activated: self.entities_activated.get(),
+            entities_stopped: self.entities_stopped.get(),
         }
     }
 }
@@ -99,6 +117,8 @@ impl CoreMetrics {
 pub struct Snapshot {
     methods: Vec<MethodSnapshot>,
     user_fn_errors: u64,
+    entities_activated: u64,
+    entities_stopped: u64,
 }
 
 struct MethodSnapshot {
@@ -118,6 +138,8 @@ impl Snapshot {
             let _ = a.latency.add(&b.latency);
         }
         self.user_fn_errors += other.user_fn_errors;
+        self.entities_activated += other.entities_activated;
+        self.entities_stopped += other.entities_stopped;
     }
 }
 
@@ -164,6 +186,15 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
 
     let _ = writeln!(out, "# HELP massa_user_function_errors_total Calls to the user function that failed in transport or protocol.");
     let _ = writeln!(out, "# TYPE massa_user_function_errors_total counter\nmassa_user_function_errors_total {}", total.user_fn_errors);
+
+    let _ = writeln!(out, "# HELP massa_entity_activations_total Entities activated (state loaded, stream opened).");
+    let _ = writeln!(out, "# TYPE massa_entity_activations_total counter\nmassa_entity_activations_total {}", total.entities_activated);
+    let _ = writeln!(out, "# HELP massa_active_entities Entities currently active, all cores.");
+    let _ = writeln!(
+        out,
+        "# TYPE massa_active_entities gauge\nmassa_active_entities {}",
+        total.entities_activated.saturating_sub(total.entities_stopped)
+    );
 
     let _ = writeln!(out, "# HELP massa_requests_total Calls finished, by method and gRPC status.");
     let _ = writeln!(out, "# TYPE massa_requests_total counter");

@@ -178,7 +178,7 @@ mod tests {
     use super::*;
 
     fn pool() -> DescriptorPool {
-        DescriptorPool::decode(crate::proto::ECHO_DESCRIPTORS).unwrap()
+        DescriptorPool::decode(crate::proto::EXAMPLE_DESCRIPTORS).unwrap()
     }
 
     fn ask(version: Version, req: MessageRequest) -> ServerReflectionResponse {

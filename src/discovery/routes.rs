@@ -1,6 +1,7 @@
 //! The routing table: built once from the discovered `EntitySpec`, then
 //! immutable and shared by every core through an `Arc`.
 
+use crate::entity::key::KeyField;
 use std::{collections::HashMap, time::Duration};
 
 use prost_reflect::DescriptorPool;
@@ -91,8 +92,8 @@ pub struct MethodRoute {
     pub input_type_url: String,
     pub output_type_url: String,
     pub shape: Shape,
-    /// Top-level entity-key field numbers, in declaration order.
-    pub key_fields: Vec<u32>,
+    /// Top-level entity-key fields, in declaration order.
+    pub key_fields: Vec<KeyField>,
 }
 
 /// The immutable routing table.

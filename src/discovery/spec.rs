@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor};
+
+use crate::entity::key::{KeyField, KeyKind};
 
 use super::routes::{EntityKind, EntityService, MethodRoute, Router, Shape};
 use crate::proto::cloudstate::{entity_passivation_strategy::Strategy, EntitySpec};
@@ -87,7 +89,10 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
                 input_type_url: type_url(input.full_name()),
                 output_type_url: type_url(method.output().full_name()),
                 shape,
-                key_fields: key_fields.iter().map(FieldDescriptor::number).collect(),
+                key_fields: key_fields
+                    .iter()
+                    .filter_map(|f| KeyKind::of(&f.kind()).map(|kind| KeyField { number: f.number(), kind }))
+                    .collect(),
             });
         }
         let passivation_timeout = entity
@@ -132,22 +137,7 @@ fn check_keys(service: &str, method: &str, input: &MessageDescriptor, keys: &[Fi
         ));
     }
     for key in keys {
-        let ok = !key.is_list()
-            && matches!(
-                key.kind(),
-                Kind::String
-                    | Kind::Int32
-                    | Kind::Int64
-                    | Kind::Uint32
-                    | Kind::Uint64
-                    | Kind::Sint32
-                    | Kind::Sint64
-                    | Kind::Fixed32
-                    | Kind::Fixed64
-                    | Kind::Sfixed32
-                    | Kind::Sfixed64
-                    | Kind::Bool
-            );
+        let ok = !key.is_list() && KeyKind::of(&key.kind()).is_some();
         if !ok {
             return Err(format!(
                 "Service [{service}] method [{method}]: entity key field [{}] has type {:?}; keys must be single strings, integers or bools",

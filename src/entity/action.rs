@@ -65,22 +65,7 @@ async fn unary(core: &Rc<Core>, route: &MethodRoute, metadata: Metadata, reader:
         let (_, body) = userfn::unary(&core.pool, uri, encode_prost(&command), core.max_message_size()).await?;
         resolve(core, decode_response(body)?, &route.path, 0).await
     };
-    let outcome = monoio::select! {
-        outcome = work => outcome,
-        _ = responder.reset_by_client() => return End::ClientGone,
-    };
-    match outcome {
-        Ok(Some(reply)) => {
-            let headers = metadata::to_headers(reply.metadata.as_ref());
-            let payload = reply.payload.map(|p| p.value).unwrap_or_default();
-            match responder.send_headers(headers).and_then(|()| responder.send(payload)) {
-                Ok(()) => End::ok(),
-                Err(_) => End::ClientGone,
-            }
-        }
-        Ok(None) => End::ok(),
-        Err(status) => End::from_upstream(status),
-    }
+    super::respond_unary(responder, work).await
 }
 
 /// Client-streaming and bidi: the first command names the method, then one

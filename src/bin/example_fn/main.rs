@@ -1,9 +1,12 @@
 //! `massa-example-fn`: a Cloudstate user function serving the Action service
-//! `example.echo.Echo` (proto/example/echo/echo.proto). It is the function
+//! `example.echo.Echo` (proto/example/echo/echo.proto) and the shopping cart
+//! as an event-sourced and as a value entity ([`cart`]). It is the function
 //! the README starts next to Massa and the one the integration tests drive.
-//! Each request carries its own instructions (fail, forward, side effects,
-//! delay), and a few texts trigger faults: `crash!` exits the process
-//! mid-call, `cancel!` resets the stream.
+//! Each echo request carries its own instructions (fail, forward, side
+//! effects, delay), and a few texts trigger faults: `crash!` exits the
+//! process mid-call, `cancel!` resets the stream.
+
+mod cart;
 
 use std::{cell::RefCell, rc::Rc, time::Duration};
 
@@ -14,13 +17,14 @@ use http::Request;
 use prost::Message;
 
 use massa::config::IoDriver;
-use massa::discovery::routes::{ACTION_PROTOCOL, LEGACY_FUNCTION_PROTOCOL};
+use massa::discovery::routes::{ACTION_PROTOCOL, EVENT_SOURCED_PROTOCOL, LEGACY_FUNCTION_PROTOCOL, VALUE_ENTITY_PROTOCOL};
 use massa::grpc::{Code, MessageReader, Responder, Status};
 use massa::proto::cloudstate::{
     action::{action_response::Response, ActionCommand, ActionResponse},
     metadata_entry::Value,
-    Entity, EntitySpec, Failure, Forward, Metadata, MetadataEntry, ProxyInfo, Reply, ServiceInfo, SideEffect,
-    UserFunctionError,
+    entity_passivation_strategy::Strategy,
+    Entity, EntityPassivationStrategy, EntitySpec, Failure, Forward, Metadata, MetadataEntry, ProxyInfo, Reply, ServiceInfo, SideEffect,
+    TimeoutPassivationStrategy, UserFunctionError,
 };
 use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::proto::google::protobuf::{Any, Empty};
@@ -53,6 +57,12 @@ struct Args {
     /// Report a spec naming a service that is not in the descriptors.
     #[arg(long)]
     invalid_spec: bool,
+    /// Event-sourced cart: attach a snapshot every N events (0: never).
+    #[arg(long, default_value_t = 5)]
+    snapshot_every: u64,
+    /// Ask the proxy to passivate idle carts after this many ms.
+    #[arg(long)]
+    passivation_ms: Option<i64>,
 }
 
 struct EchoFn {
@@ -102,6 +112,10 @@ impl Service for EchoFn {
             Some("handleStreamedOut") => self.streamed_out(reader, &mut responder).await,
             Some("handleStreamedIn") | Some("handleStreamed") => self.streamed(reader, &mut responder).await,
             _ => match path.as_str() {
+                "/cloudstate.eventsourced.EventSourced/handle" => {
+                    cart::event_sourced(reader, &mut responder, self.args.snapshot_every).await
+                }
+                "/cloudstate.valueentity.ValueEntity/handle" => cart::value_entity(reader, &mut responder).await,
                 "/cloudstate.EntityDiscovery/discover" => self.discover(reader, &mut responder).await,
                 "/cloudstate.EntityDiscovery/reportError" => report_error(reader, &mut responder).await,
                 _ => Err(Status::new(Code::Unimplemented, format!("no such method {path}"))),
@@ -128,13 +142,17 @@ impl EchoFn {
         );
         let (major, minor) = self.args.protocol.split_once('.').unwrap_or(("0", "2"));
         let spec = EntitySpec {
-            proto: Bytes::from_static(massa::proto::ECHO_DESCRIPTORS),
-            entities: vec![Entity {
-                entity_type: if self.args.legacy { LEGACY_FUNCTION_PROTOCOL } else { ACTION_PROTOCOL }.to_owned(),
-                service_name: if self.args.invalid_spec { "example.echo.Missing" } else { SERVICE }.to_owned(),
-                persistence_id: "echo".to_owned(),
-                passivation_strategy: None,
-            }],
+            proto: Bytes::from_static(massa::proto::EXAMPLE_DESCRIPTORS),
+            entities: vec![
+                Entity {
+                    entity_type: if self.args.legacy { LEGACY_FUNCTION_PROTOCOL } else { ACTION_PROTOCOL }.to_owned(),
+                    service_name: if self.args.invalid_spec { "example.echo.Missing" } else { SERVICE }.to_owned(),
+                    persistence_id: "echo".to_owned(),
+                    passivation_strategy: None,
+                },
+                self.cart_entity(EVENT_SOURCED_PROTOCOL, cart::EVENT_SOURCED, "shopping-cart"),
+                self.cart_entity(VALUE_ENTITY_PROTOCOL, cart::VALUE_ENTITY, "value-shopping-cart"),
+            ],
             service_info: Some(ServiceInfo {
                 service_name: "massa-example-fn".to_owned(),
                 service_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -146,6 +164,17 @@ impl EchoFn {
             }),
         };
         send(responder, &spec).await
+    }
+
+    fn cart_entity(&self, entity_type: &str, service: &str, persistence_id: &str) -> Entity {
+        Entity {
+            entity_type: entity_type.to_owned(),
+            service_name: service.to_owned(),
+            persistence_id: persistence_id.to_owned(),
+            passivation_strategy: self.args.passivation_ms.map(|timeout| EntityPassivationStrategy {
+                strategy: Some(Strategy::Timeout(TimeoutPassivationStrategy { timeout })),
+            }),
+        }
     }
 
     async fn unary(&self, reader: MessageReader, responder: &mut Responder) -> Result<(), Status> {
@@ -242,10 +271,14 @@ impl EchoFn {
             failure(&request.fail)
         } else if !request.forward_to.is_empty() {
             let forwarded = EchoRequest { forward_to: String::new(), side_effects: Vec::new(), ..request.clone() };
+            // `Method` forwards within Echo; `pkg.Service/Method` anywhere
+            // (the EchoRequest bytes then stand for the target's input:
+            // field 1 is the text, e.g. a cart's `user_id`).
+            let (service, method) = request.forward_to.split_once('/').unwrap_or((SERVICE, request.forward_to.as_str()));
             ActionResponse {
                 response: Some(Response::Forward(Forward {
-                    service_name: SERVICE.to_owned(),
-                    command_name: request.forward_to.clone(),
+                    service_name: service.to_owned(),
+                    command_name: method.to_owned(),
                     payload: Some(any("example.echo.EchoRequest", &forwarded)),
                     metadata: None,
                 })),
