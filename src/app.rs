@@ -16,6 +16,10 @@ use crate::store;
 use crate::userfn::Pool;
 use crate::worker::{self, Control, Shared};
 
+/// The function's `EntitySpec` carries its whole descriptor set; it is not
+/// bound by the limit on client messages.
+const DISCOVERY_MAX_MESSAGE: usize = 64 << 20;
+
 /// Runs the proxy until SIGTERM/SIGINT. `Err` carries the reason it could
 /// not start or had to stop (the process then exits non-zero).
 pub fn run(config: Config) -> Result<(), String> {
@@ -34,7 +38,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let discovery = async {
         let pool = Pool::new(shared.target(), 1);
         monoio::select! {
-            r = discovery::discover(&pool, &accept, Backoff::discovery(), config.max_message_size) => Some(r),
+            r = discovery::discover(&pool, &accept, Backoff::discovery(), DISCOVERY_MAX_MESSAGE) => Some(r),
             _ = signals.recv_async() => None,
         }
     };

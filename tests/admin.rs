@@ -16,6 +16,9 @@ use massa::proto::grpc::reflection::v1alpha::{
 use prost::Message;
 use support::*;
 
+const CART: &str = "com.example.shoppingcart.ShoppingCart";
+const VALUE_CART: &str = "com.example.valueentity.shoppingcart.ShoppingCart";
+
 fn setup() -> (Proc, Massa, Client) {
     let fn_port = free_port();
     let f = start_example_fn(fn_port, &[]);
@@ -59,7 +62,7 @@ fn reflection_v1alpha_matches_the_tck() {
         .await;
         assert_eq!(r.len(), 4);
         for list in &r[..2] {
-            assert_eq!(names(list), ["grpc.reflection.v1alpha.ServerReflection", "example.echo.Echo"]);
+            assert_eq!(names(list), ["grpc.reflection.v1alpha.ServerReflection", CART, VALUE_CART, "example.echo.Echo"]);
             assert_eq!(list.valid_host, "localhost");
             assert!(list.original_request.is_some());
         }
@@ -90,7 +93,7 @@ fn reflection_v1_lists_and_describes_own_services() {
         .await;
         assert_eq!(
             names(&r[0]),
-            ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "example.echo.Echo"]
+            ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", CART, VALUE_CART, "example.echo.Echo"]
         );
         assert!(matches!(r[1].message_response, Some(MessageResponse::FileDescriptorResponse(_))));
         match &r[2].message_response {

@@ -192,7 +192,15 @@ mod tests {
         assert!(r.original_request.is_some());
         let Some(MessageResponse::ListServicesResponse(list)) = r.message_response else { panic!() };
         let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["grpc.reflection.v1alpha.ServerReflection", "example.echo.Echo"]);
+        assert_eq!(
+            names,
+            [
+                "grpc.reflection.v1alpha.ServerReflection",
+                "com.example.shoppingcart.ShoppingCart",
+                "com.example.valueentity.shoppingcart.ShoppingCart",
+                "example.echo.Echo"
+            ]
+        );
     }
 
     #[test]

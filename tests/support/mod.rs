@@ -103,22 +103,52 @@ pub fn start_example_fn(port: u16, extra: &[&str]) -> Proc {
     p
 }
 
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("massa-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running proxy and its ports.
 pub struct Massa {
     pub proc: Proc,
     pub port: u16,
     pub admin: u16,
+    /// Its RocksDB directory, unless the test chose one.
+    pub data: Option<TempDir>,
 }
 
 /// Starts `massa` in front of a function on `fn_port`; does not wait.
 pub fn spawn_massa(fn_port: u16, extra: &[&str]) -> Massa {
     let (port, admin) = (free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_massa"));
+    let data = (!extra.contains(&"--data-dir")).then(|| TempDir::new("data"));
+    if let Some(dir) = &data {
+        cmd.args(["--data-dir", dir.path()]);
+    }
     cmd.args(["--http-port", &port.to_string(), "--admin-port", &admin.to_string()])
         .args(["--user-function-port", &fn_port.to_string(), "--http-interface", "127.0.0.1"])
         .args(["--admin-interface", "127.0.0.1"])
         .args(extra);
-    Massa { proc: Proc::spawn(cmd), port, admin }
+    Massa { proc: Proc::spawn(cmd), port, admin, data }
 }
 
 /// Starts `massa` and waits until `/health/ready` says so.
