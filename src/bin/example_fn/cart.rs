@@ -8,7 +8,9 @@
 //! the process mid-command, `restart!` fails the command with
 //! `restart=true`, `bad-id!` answers with a wrong command id, `stop!` sends
 //! a top-level failure. An item named `notify` adds a synchronous side
-//! effect `example.echo.Echo/Record` with text `added <product> to <user>`.
+//! effect `example.echo.Echo/Record` with text `added <product> to <user>`;
+//! one named `slow` takes 300 ms. Activations and stream ends are logged
+//! to stderr so tests can see what the proxy sent.
 
 use prost::Message;
 
@@ -151,19 +153,27 @@ fn decide(cart: &mut domain::Cart, command: &Command, api_package: &str) -> Resu
 pub async fn event_sourced(mut reader: MessageReader, responder: &mut Responder, snapshot_every: u64) -> Result<(), Status> {
     let mut cart = domain::Cart::default();
     let mut since_snapshot = 0u64;
+    let (mut entity, mut snapshot_seq, mut replayed, mut reported) = (String::new(), None, 0, false);
     while let Some(m) = reader.message().await.map_err(|e| e.into_client_status())? {
         let message = EventSourcedStreamIn::decode(m).map_err(bad)?.message;
         match message {
             Some(event_sourced_stream_in::Message::Init(init)) => {
-                if let Some(snapshot) = init.snapshot.and_then(|s| s.snapshot) {
-                    cart = domain::Cart::decode(snapshot.value).map_err(bad)?;
+                entity = init.entity_id;
+                if let Some(snapshot) = init.snapshot {
+                    snapshot_seq = Some(snapshot.snapshot_sequence);
+                    cart = domain::Cart::decode(snapshot.snapshot.unwrap_or_default().value).map_err(bad)?;
                 }
             }
             Some(event_sourced_stream_in::Message::Event(event)) => {
                 apply_event(&mut cart, &event.payload.unwrap_or_default())?;
                 since_snapshot += 1;
+                replayed += 1;
             }
             Some(event_sourced_stream_in::Message::Command(command)) => {
+                if !std::mem::replace(&mut reported, true) {
+                    eprintln!("cart {entity} activated: snapshot {snapshot_seq:?}, replayed {replayed}, first command id {}", command.id);
+                }
+                pause(&command).await;
                 let d = decide(&mut cart, &command, "com.example.shoppingcart")?;
                 let out = match d.fault {
                     Some(Fault::Stop) => event_sourced_stream_out::Message::Failure(Failure {
@@ -199,7 +209,16 @@ pub async fn event_sourced(mut reader: MessageReader, responder: &mut Responder,
             None => return Err(Status::new(Code::InvalidArgument, "empty EventSourcedStreamIn")),
         }
     }
+    eprintln!("cart {entity} stream closed by the proxy");
     Ok(())
+}
+
+/// The `slow` switch: an `AddItem` named `slow` takes 300 ms.
+async fn pause(command: &Command) {
+    let payload = command.payload.as_ref().map(|p| p.value.clone()).unwrap_or_default();
+    if command.name == "AddItem" && AddLineItem::decode(payload).is_ok_and(|a| a.name == "slow") {
+        monoio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 /// `cloudstate.valueentity.ValueEntity/handle` for the cart.
@@ -214,6 +233,7 @@ pub async fn value_entity(mut reader: MessageReader, responder: &mut Responder) 
                 }
             }
             Some(value_entity_stream_in::Message::Command(command)) => {
+                pause(&command).await;
                 let d = decide(&mut cart, &command, "com.example.valueentity.shoppingcart")?;
                 let failed = matches!(d.action, Action::Failure(_));
                 let state_action = match command.name.as_str() {

@@ -1,0 +1,266 @@
+//! Event-sourced and value entities end to end: the real `massa` binary with
+//! RocksDB in a temp dir, in front of the real example function's shopping
+//! carts, called through the proxy.
+
+mod support;
+
+use std::time::Duration;
+
+use massa::grpc::{encode_prost, Code, Status};
+use massa::proto::com::example::shoppingcart::{AddLineItem, Cart, GetShoppingCart, RemoveLineItem};
+use massa::proto::example::echo::EchoRequest;
+use prost::Message;
+use support::*;
+
+const CART: &str = "com.example.shoppingcart.ShoppingCart";
+const VALUE_CART: &str = "com.example.valueentity.shoppingcart.ShoppingCart";
+
+async fn unary(c: &Client, service: &str, method: &str, request: &impl Message) -> Result<Vec<u8>, Status> {
+    let (_, msgs, status) = c.call(&format!("/{service}/{method}"), None, vec![encode_prost(request)]).await;
+    status?;
+    Ok(msgs.into_iter().next().map(|m| m.to_vec()).unwrap_or_default())
+}
+
+async fn add(c: &Client, service: &str, user: &str, product: &str, quantity: i32, name: &str) -> Result<(), Status> {
+    let req = AddLineItem { user_id: user.into(), product_id: product.into(), name: name.into(), quantity };
+    unary(c, service, "AddItem", &req).await.map(drop)
+}
+
+/// The cart as `product x quantity` strings.
+async fn cart(c: &Client, service: &str, user: &str) -> Result<Vec<String>, Status> {
+    let bytes = unary(c, service, "GetCart", &GetShoppingCart { user_id: user.into() }).await?;
+    let cart = Cart::decode(bytes.as_slice()).unwrap();
+    Ok(cart.items.iter().map(|i| format!("{} x{}", i.product_id, i.quantity)).collect())
+}
+
+/// Waits until the function's log contains `needle` (from inside a run).
+async fn logged(f: &Proc, needle: &str) {
+    eventually(needle, || async { f.log().contains(needle).then_some(()) }).await
+}
+
+#[test]
+fn event_sourced_cart_replays_from_snapshot_and_journal_after_a_proxy_restart() {
+    let fn_port = free_port();
+    let f = start_example_fn(fn_port, &["--snapshot-every", "2"]);
+    let data = TempDir::new("replay");
+    let m = start_massa(fn_port, &["--data-dir", data.path()]);
+    run(async {
+        let c = Client::new(m.port);
+        for (product, qty) in [("apple", 1), ("pear", 2), ("apple", 3)] {
+            add(&c, CART, "alice", product, qty, product).await.unwrap();
+        }
+        assert_eq!(cart(&c, CART, "alice").await.unwrap(), ["apple x4", "pear x2"]);
+        logged(&f, "cart alice activated: snapshot None, replayed 0, first command id 1").await;
+    });
+    drop(m);
+    let m = start_massa(fn_port, &["--data-dir", data.path()]);
+    run(async {
+        let c = Client::new(m.port);
+        assert_eq!(cart(&c, CART, "alice").await.unwrap(), ["apple x4", "pear x2"]);
+        // Snapshot after the 2nd event, then the 3rd event replayed.
+        logged(&f, "cart alice activated: snapshot Some(2), replayed 1, first command id 1").await;
+        let err = unary(&c, CART, "RemoveItem", &RemoveLineItem { user_id: "alice".into(), product_id: "kiwi".into() })
+            .await
+            .unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "Cannot remove item kiwi because it is not in the cart."));
+    });
+}
+
+#[test]
+fn value_entity_cart_updates_deletes_and_survives_restart() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let data = TempDir::new("value");
+    let m = start_massa(fn_port, &["--data-dir", data.path()]);
+    run(async {
+        let c = Client::new(m.port);
+        assert_eq!(cart(&c, VALUE_CART, "bob").await.unwrap(), Vec::<String>::new(), "state is empty, not absent");
+        add(&c, VALUE_CART, "bob", "tea", 2, "Tea").await.unwrap();
+        add(&c, VALUE_CART, "carol", "milk", 1, "Milk").await.unwrap();
+        unary(&c, VALUE_CART, "RemoveCart", &GetShoppingCart { user_id: "carol".into() }).await.unwrap();
+    });
+    drop(m);
+    let m = start_massa(fn_port, &["--data-dir", data.path()]);
+    run(async {
+        let c = Client::new(m.port);
+        assert_eq!(cart(&c, VALUE_CART, "bob").await.unwrap(), ["tea x2"]);
+        assert_eq!(cart(&c, VALUE_CART, "carol").await.unwrap(), Vec::<String>::new(), "deleted");
+    });
+}
+
+#[test]
+fn missing_entity_key_is_invalid_argument() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    run(async {
+        let c = Client::new(m.port);
+        let err = cart(&c, CART, "").await.unwrap_err();
+        assert_eq!(err.code, Code::InvalidArgument, "{err}");
+        assert!(err.message.contains("no value for its entity key"), "{err}");
+        assert_eq!(cart(&c, CART, "dave").await.unwrap(), Vec::<String>::new(), "proxy keeps serving");
+    });
+}
+
+#[test]
+fn failures_restart_and_protocol_violations_reactivate_without_losing_events() {
+    let fn_port = free_port();
+    let f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &[]);
+    run(async {
+        let c = Client::new(m.port);
+        add(&c, CART, "erin", "apple", 1, "Apple").await.unwrap();
+        // restart=true: the failure reaches the client, the entity re-activates at once and replays.
+        let err = add(&c, CART, "erin", "restart!", 1, "x").await.unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "restarting on request"));
+        logged(&f, "cart erin stream closed by the proxy").await;
+        add(&c, CART, "erin", "pear", 1, "Pear").await.unwrap();
+        logged(&f, "cart erin activated: snapshot None, replayed 1, first command id 1").await;
+        // A reply with the wrong command id crashes the entity and is reported.
+        let err = add(&c, CART, "erin", "bad-id!", 1, "x").await.unwrap_err();
+        assert_eq!(err.code, Code::Internal, "{err}");
+        logged(&f, "reportError: Incorrect command id in reply, expecting 2 but got 1002").await;
+        // A top-level failure stops it too.
+        let err = add(&c, CART, "erin", "stop!", 1, "x").await.unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "entity stopped on request"));
+        assert_eq!(cart(&c, CART, "erin").await.unwrap(), ["apple x1", "pear x1"], "nothing acknowledged was lost");
+    });
+}
+
+#[test]
+fn user_function_crash_mid_command_fails_cleanly_and_recovers() {
+    let fn_port = free_port();
+    let f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &[]);
+    let f2 = run(async {
+        let c = Client::new(m.port);
+        add(&c, CART, "frank", "apple", 2, "Apple").await.unwrap();
+        let err = add(&c, CART, "frank", "crash!", 1, "x").await.unwrap_err();
+        assert_eq!(err.code, Code::Unavailable, "{err}");
+        drop(f);
+        let f2 = start_example_fn(fn_port, &[]);
+        let back = eventually("the cart after the function restarted", || async { cart(&c, CART, "frank").await.ok() }).await;
+        assert_eq!(back, ["apple x2"]);
+        f2
+    });
+    drop(f2);
+}
+
+#[test]
+fn idle_entities_passivate_and_close_both_directions() {
+    let fn_port = free_port();
+    let f = start_example_fn(fn_port, &["--passivation-ms", "200"]);
+    let m = start_massa(fn_port, &[]);
+    run(async {
+        let c = Client::new(m.port);
+        add(&c, CART, "gina", "apple", 1, "Apple").await.unwrap();
+        logged(&f, "cart gina stream closed by the proxy").await;
+        let metrics = eventually("no active entities", || async {
+            http_get(m.admin, "/metrics").map(|(_, b)| b).filter(|b| b.contains("massa_active_entities 0"))
+        })
+        .await;
+        assert!(metrics.contains("massa_entity_activations_total 1"), "{metrics}");
+        assert_eq!(cart(&c, CART, "gina").await.unwrap(), ["apple x1"], "re-activates from the journal");
+    });
+}
+
+#[test]
+fn entities_on_both_cores_and_forwards_and_side_effects_between_entity_types() {
+    let fn_port = free_port();
+    let f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--workers", "2"]);
+    run(async {
+        let c = Client::new(m.port);
+        let users: Vec<String> = (0..16).map(|i| format!("user-{i}")).collect();
+        let cores: std::collections::HashSet<_> = users.iter().map(|u| massa::shard::owner("shopping-cart", u, 2)).collect();
+        assert_eq!(cores.len(), 2, "the keys land on both cores");
+        for (i, u) in users.iter().enumerate() {
+            add(&c, CART, u, "apple", i as i32 + 1, "Apple").await.unwrap();
+        }
+        for (i, u) in users.iter().enumerate() {
+            assert_eq!(cart(&c, CART, u).await.unwrap(), [format!("apple x{}", i + 1)]);
+        }
+        // Entity → action: a synchronous side effect recorded by Echo.
+        add(&c, CART, "user-3", "pear", 1, "notify").await.unwrap();
+        let recorded = c.echo("Recorded", &[text_req("")]).await.unwrap();
+        assert!(recorded[0].contains("added pear to user-3"), "{recorded:?}");
+        // Action → entity: Echo forwards to the cart's GetCart (field 1 is the key).
+        let fwd = EchoRequest { text: "user-3".into(), forward_to: format!("{CART}/GetCart"), ..Default::default() };
+        let (_, msgs, status) = c.call("/example.echo.Echo/Say", None, vec![encode_prost(&fwd)]).await;
+        status.unwrap();
+        let forwarded = Cart::decode(msgs[0].clone()).unwrap();
+        assert_eq!(forwarded.items.len(), 2, "{forwarded:?}");
+    });
+    drop(f);
+}
+
+#[test]
+fn a_full_entity_queue_is_resource_exhausted() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--entity-queue", "2", "--store", "memory"]);
+    run(async {
+        let c = std::rc::Rc::new(Client::new(m.port));
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                monoio::spawn(async move { add(&c, VALUE_CART, "hana", "tea", 1, "slow").await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for call in calls {
+            results.push(call.await);
+        }
+        let exhausted = results.iter().filter(|r| matches!(r, Err(s) if s.code == Code::ResourceExhausted)).count();
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert!(exhausted > 0 && ok > 0, "{results:?}");
+        assert_eq!(ok + exhausted, 8, "{results:?}");
+        assert_eq!(cart(&c, VALUE_CART, "hana").await.unwrap(), [format!("tea x{ok}")], "only accepted commands ran");
+    });
+}
+
+/// Sends commands until SIGKILL; every acknowledged one must be in the
+/// journal after restart.
+#[test]
+fn acknowledged_events_survive_sigkill() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &["--snapshot-every", "3"]);
+    let data = TempDir::new("sigkill");
+    let m = start_massa(fn_port, &["--data-dir", data.path(), "--durability", "sync"]);
+    let carts = 8;
+    let acked = run(async {
+        let c = std::rc::Rc::new(Client::new(m.port));
+        let acked = std::rc::Rc::new(std::cell::RefCell::new(vec![0i32; carts]));
+        let mut tasks = Vec::new();
+        for i in 0..carts {
+            let (c, acked) = (c.clone(), acked.clone());
+            tasks.push(monoio::spawn(async move {
+                for _ in 0..400 {
+                    match add(&c, CART, &format!("kill-{i}"), "apple", 1, "Apple").await {
+                        Ok(()) => acked.borrow_mut()[i] += 1,
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        monoio::time::sleep(Duration::from_millis(300)).await;
+        m.proc.signal(libc::SIGKILL);
+        for t in tasks {
+            t.await;
+        }
+        let acked = acked.borrow().clone();
+        acked
+    });
+    assert!(acked.iter().sum::<i32>() > 0, "some commands were acknowledged before the kill");
+    drop(m);
+    let m = start_massa(fn_port, &["--data-dir", data.path()]);
+    run(async {
+        let c = Client::new(m.port);
+        for (i, &n) in acked.iter().enumerate() {
+            let items = cart(&c, CART, &format!("kill-{i}")).await.unwrap();
+            let have: i32 = items.first().map_or(0, |s| s.trim_start_matches("apple x").parse().unwrap());
+            assert!(have >= n, "cart {i}: {have} in the journal, {n} acknowledged");
+            assert!(have <= n + 1, "cart {i}: at most the one in-flight command beyond the acknowledged ones");
+        }
+    });
+}
