@@ -145,6 +145,10 @@ pub struct Config {
     #[arg(long, env = "MASSA_MAX_ACTIVE_ENTITIES_PER_CORE", default_value_t = 100_000)]
     pub max_active_entities_per_core: usize,
 
+    /// Per-core cache of passivated entities' state (bytes).
+    #[arg(long, env = "MASSA_ENTITY_CACHE", default_value = "64MiB", value_parser = parse_size)]
+    pub entity_cache: usize,
+
     /// Commands queued per entity while one is in flight; more fail with
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "MASSA_ENTITY_QUEUE", default_value_t = 1024)]

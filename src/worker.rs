@@ -3,6 +3,7 @@
 //! metrics). The main thread reaches it only through [`Control`] messages.
 
 use std::{
+    cell::RefCell,
     net::SocketAddr,
     rc::Rc,
     sync::{atomic::AtomicBool, Arc, OnceLock},
@@ -16,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::admin::metrics::{CoreMetrics, Snapshot};
 use crate::config::Config;
+use crate::entity::cache::StateCache;
 use crate::entity::stateful::{self, Entities};
 use crate::shard::Envelope;
 use crate::store::{self, StoreHandle};
@@ -83,6 +85,8 @@ pub struct Core {
     pub store: Rc<StoreHandle>,
     /// Entities this core owns.
     pub entities: Entities,
+    /// State of this core's recently passivated entities.
+    pub cache: RefCell<StateCache>,
     /// Every core's mailbox, by core id (this core's included).
     pub mailboxes: Vec<flume::Sender<Envelope>>,
     /// Per service index; `None` for services that are not actions.
@@ -92,6 +96,7 @@ pub struct Core {
 impl Core {
     pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>, wiring: &Wiring) -> Core {
         let pool = Pool::new(shared.target(), shared.config.user_function_connections);
+        let cache = StateCache::new(shared.config.entity_cache);
         let action_uris = router
             .services()
             .iter()
@@ -114,6 +119,7 @@ impl Core {
             connections: Connections::default(),
             store: StoreHandle::new(wiring.store_jobs[id].clone()),
             entities: Entities::default(),
+            cache: RefCell::new(cache),
             mailboxes: wiring.mailboxes.clone(),
             action_uris,
         }
@@ -210,7 +216,9 @@ fn run(
         monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone()));
         while let Ok(msg) = inbox.recv_async().await {
             match msg {
-                Control::Metrics(reply) => drop(reply.send(core.metrics.snapshot())),
+                Control::Metrics(reply) => {
+                    drop(reply.send(core.metrics.snapshot(core.cache.borrow().stats(), core.entities.len())))
+                }
                 Control::Shutdown { timeout } => {
                     core.shutdown.fire();
                     let connections = core.connections.clone();

@@ -160,7 +160,11 @@ fn idle_entities_passivate_and_close_both_directions() {
         })
         .await;
         assert!(metrics.contains("massa_entity_activations_total 1"), "{metrics}");
-        assert_eq!(cart(&c, CART, "gina").await.unwrap(), ["apple x1"], "re-activates from the journal");
+        assert!(metrics.contains("massa_entity_cache_hits_total 0"), "{metrics}");
+        assert_eq!(cart(&c, CART, "gina").await.unwrap(), ["apple x1"], "re-activates with its events");
+        logged(&f, "cart gina activated: snapshot None, replayed 1, first command id 1").await;
+        let (_, metrics) = http_get(m.admin, "/metrics").unwrap();
+        assert!(metrics.contains("massa_entity_cache_hits_total 1"), "served from the hot cache:\n{metrics}");
     });
 }
 

@@ -3,6 +3,7 @@
 //! them and renders Prometheus text. Nothing on the request path touches
 //! memory another core writes.
 
+use crate::entity::cache::CacheStats;
 use std::{
     cell::{Cell, RefCell},
     fmt::Write,
@@ -49,7 +50,6 @@ pub struct CoreMetrics {
     methods: Vec<MethodMetrics>,
     user_fn_errors: Cell<u64>,
     entities_activated: Cell<u64>,
-    entities_stopped: Cell<u64>,
 }
 
 impl CoreMetrics {
@@ -58,7 +58,6 @@ impl CoreMetrics {
             methods: (0..=routes).map(|_| MethodMetrics::new()).collect(),
             user_fn_errors: Cell::new(0),
             entities_activated: Cell::new(0),
-            entities_stopped: Cell::new(0),
         }
     }
 
@@ -89,12 +88,8 @@ impl CoreMetrics {
         self.entities_activated.set(self.entities_activated.get() + 1);
     }
 
-    /// An entity passivated or stopped.
-    pub fn entity_passivated(&self) {
-        self.entities_stopped.set(self.entities_stopped.get() + 1);
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
+    /// A copy for the admin thread, with the core's entity figures.
+    pub fn snapshot(&self, cache: CacheStats, active_entities: usize) -> Snapshot {
         Snapshot {
             methods: self
                 .methods
@@ -108,7 +103,8 @@ impl CoreMetrics {
                 .collect(),
             user_fn_errors: self.user_fn_errors.get(),
             entities_activated: self.entities_activated.get(),
-            entities_stopped: self.entities_stopped.get(),
+            active_entities,
+            cache,
         }
     }
 }
@@ -118,7 +114,8 @@ pub struct Snapshot {
     methods: Vec<MethodSnapshot>,
     user_fn_errors: u64,
     entities_activated: u64,
-    entities_stopped: u64,
+    active_entities: usize,
+    cache: CacheStats,
 }
 
 struct MethodSnapshot {
@@ -139,7 +136,11 @@ impl Snapshot {
         }
         self.user_fn_errors += other.user_fn_errors;
         self.entities_activated += other.entities_activated;
-        self.entities_stopped += other.entities_stopped;
+        self.active_entities += other.active_entities;
+        self.cache.hits += other.cache.hits;
+        self.cache.misses += other.cache.misses;
+        self.cache.evictions += other.cache.evictions;
+        self.cache.bytes += other.cache.bytes;
     }
 }
 
@@ -190,11 +191,16 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
     let _ = writeln!(out, "# HELP massa_entity_activations_total Entities activated (state loaded, stream opened).");
     let _ = writeln!(out, "# TYPE massa_entity_activations_total counter\nmassa_entity_activations_total {}", total.entities_activated);
     let _ = writeln!(out, "# HELP massa_active_entities Entities currently active, all cores.");
-    let _ = writeln!(
-        out,
-        "# TYPE massa_active_entities gauge\nmassa_active_entities {}",
-        total.entities_activated.saturating_sub(total.entities_stopped)
-    );
+    let _ = writeln!(out, "# TYPE massa_active_entities gauge\nmassa_active_entities {}", total.active_entities);
+    let c = total.cache;
+    let _ = writeln!(out, "# HELP massa_entity_cache_hits_total Activations served from the per-core hot cache.");
+    let _ = writeln!(out, "# TYPE massa_entity_cache_hits_total counter\nmassa_entity_cache_hits_total {}", c.hits);
+    let _ = writeln!(out, "# HELP massa_entity_cache_misses_total Activations that read storage.");
+    let _ = writeln!(out, "# TYPE massa_entity_cache_misses_total counter\nmassa_entity_cache_misses_total {}", c.misses);
+    let _ = writeln!(out, "# HELP massa_entity_cache_evictions_total Cached states dropped to stay within the bound.");
+    let _ = writeln!(out, "# TYPE massa_entity_cache_evictions_total counter\nmassa_entity_cache_evictions_total {}", c.evictions);
+    let _ = writeln!(out, "# HELP massa_entity_cache_bytes Bytes held by the hot caches, all cores.");
+    let _ = writeln!(out, "# TYPE massa_entity_cache_bytes gauge\nmassa_entity_cache_bytes {}", c.bytes);
 
     let _ = writeln!(out, "# HELP massa_requests_total Calls finished, by method and gRPC status.");
     let _ = writeln!(out, "# TYPE massa_requests_total counter");
@@ -244,8 +250,8 @@ mod tests {
         b.started(Some(0));
         b.started(None);
         b.finished(None, Code::Unimplemented, Duration::from_micros(50));
-        let mut merged = a.snapshot();
-        merged.merge(&b.snapshot());
+        let mut merged = a.snapshot(CacheStats::default(), 0);
+        merged.merge(&b.snapshot(CacheStats::default(), 0));
         let m = &merged.methods[0];
         assert_eq!((m.by_code[0], m.in_flight, m.latency.len()), (2, 1, 2));
         assert_eq!(m.latency.count_between(0, 1000), 1);

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use prost::Message;
 
+use super::cache::Cached;
 use super::stateful::{check_id, stored_any, undecodable, Answer, Decision};
 use crate::discovery::EntityService;
 use crate::grpc::{encode_prost, Code, Status};
@@ -17,21 +18,38 @@ use crate::proto::cloudstate::{
     },
     Command,
 };
-use crate::store::Write;
+use crate::store::{Journal, Write};
 use crate::worker::Core;
+
+/// Largest journal tail kept in memory for the hot cache; an entity whose
+/// function never snapshots stops being cached past it.
+const MIRROR_LIMIT: usize = 256 << 10;
 
 pub struct Session {
     persistence_id: String,
     entity_id: String,
     /// Sequence number of the last journaled event.
     sequence: u64,
-    /// Events of the decision waiting for its commit.
-    uncommitted: u64,
+    /// Events and snapshot of the decision waiting for its commit.
+    uncommitted: Vec<(u64, Bytes)>,
+    uncommitted_snapshot: Option<(u64, Bytes)>,
+    /// What storage holds for this entity, for the cache on passivation.
+    mirror: Option<(Journal, usize)>,
 }
 
 impl Session {
-    pub async fn activate(core: &Core, svc: &EntityService, entity_id: &str) -> Result<(Session, Vec<Bytes>), Status> {
-        let journal = core.store.read_journal(&svc.persistence_id, entity_id).await?;
+    pub async fn activate(
+        core: &Core,
+        svc: &EntityService,
+        entity_id: &str,
+        cached: Option<Cached>,
+    ) -> Result<(Session, Vec<Bytes>), Status> {
+        let journal = match cached {
+            Some(Cached::Journal(j)) => j,
+            _ => core.store.read_journal(&svc.persistence_id, entity_id).await?,
+        };
+        let mirror_bytes = journal.snapshot.as_ref().map_or(0, |s| s.1.len()) + journal.events.iter().map(|e| e.1.len()).sum::<usize>();
+        let mirror = (mirror_bytes <= MIRROR_LIMIT).then(|| (journal.clone(), mirror_bytes));
         let sequence = journal.last_sequence();
         let snapshot = match journal.snapshot {
             Some((seq, any)) => Some(EventSourcedSnapshot { snapshot_sequence: seq as i64, snapshot: Some(stored_any(any)?) }),
@@ -44,8 +62,14 @@ impl Session {
             let event = EventSourcedEvent { sequence: seq as i64, payload: Some(stored_any(any)?) };
             opening.push(frame(event_sourced_stream_in::Message::Event(event)));
         }
-        let session =
-            Session { persistence_id: svc.persistence_id.clone(), entity_id: entity_id.to_owned(), sequence, uncommitted: 0 };
+        let session = Session {
+            persistence_id: svc.persistence_id.clone(),
+            entity_id: entity_id.to_owned(),
+            sequence,
+            uncommitted: Vec::new(),
+            uncommitted_snapshot: None,
+            mirror,
+        };
         Ok((session, opening))
     }
 
@@ -67,28 +91,50 @@ impl Session {
         // illegal and ignored.
         if !failed && !reply.events.is_empty() {
             let count = reply.events.len() as u64;
+            let events: Vec<Bytes> = reply.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect();
+            self.uncommitted = events.iter().enumerate().map(|(i, e)| (self.sequence + 1 + i as u64, e.clone())).collect();
             writes.push(Write::Events {
                 persistence_id: self.persistence_id.clone(),
                 entity_id: self.entity_id.clone(),
                 first_sequence: self.sequence + 1,
-                events: reply.events.iter().map(|e| Bytes::from(e.encode_to_vec())).collect(),
+                events,
             });
             if let Some(snapshot) = reply.snapshot {
+                let snapshot = Bytes::from(snapshot.encode_to_vec());
+                self.uncommitted_snapshot = Some((self.sequence + count, snapshot.clone()));
                 writes.push(Write::Snapshot {
                     persistence_id: self.persistence_id.clone(),
                     entity_id: self.entity_id.clone(),
                     sequence: self.sequence + count,
-                    snapshot: snapshot.encode_to_vec().into(),
+                    snapshot,
                 });
             }
-            self.uncommitted = count;
         }
         Ok(Decision { writes, answer: Answer { side_effects: reply.side_effects, outcome: action.into() }, restart })
     }
 
     /// The last decision's events are durable.
     pub fn committed(&mut self) {
-        self.sequence += std::mem::take(&mut self.uncommitted);
+        let events = std::mem::take(&mut self.uncommitted);
+        let snapshot = self.uncommitted_snapshot.take();
+        self.sequence += events.len() as u64;
+        if let Some((journal, bytes)) = &mut self.mirror {
+            *bytes += events.iter().map(|e| e.1.len()).sum::<usize>();
+            journal.events.extend(events);
+            if let Some((seq, snap)) = snapshot {
+                journal.events.retain(|e| e.0 > seq);
+                *bytes = snap.len() + journal.events.iter().map(|e| e.1.len()).sum::<usize>();
+                journal.snapshot = Some((seq, snap));
+            }
+            if *bytes > MIRROR_LIMIT {
+                self.mirror = None;
+            }
+        }
+    }
+
+    /// The state storage holds, if it was small enough to keep.
+    pub fn into_cached(self) -> Option<Cached> {
+        self.mirror.map(|(journal, _)| Cached::Journal(journal))
     }
 }
 

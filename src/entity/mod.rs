@@ -3,6 +3,7 @@
 //! run on the core that owns their key ([`crate::shard`]).
 
 pub mod action;
+pub mod cache;
 pub mod eventsourced;
 pub mod key;
 pub mod metadata;

@@ -20,6 +20,7 @@ use futures_channel::oneshot;
 use h2::{client::ResponseFuture, SendStream};
 use tracing::{debug, warn};
 
+use super::cache::Cached;
 use super::{eventsourced, key, value};
 use crate::discovery::{report_error, EntityKind, EntityService, MethodRoute};
 use crate::dispatch::End as DispatchEnd;
@@ -53,17 +54,37 @@ pub enum Session {
 }
 
 impl Session {
-    /// Loads the state and returns the messages that open the stream.
-    async fn activate(core: &Core, svc: &EntityService, entity_id: &str) -> Result<(Session, Vec<Bytes>), Status> {
+    /// Loads the state (from `cached` when given) and returns the messages
+    /// that open the stream.
+    async fn activate(
+        core: &Core,
+        svc: &EntityService,
+        entity_id: &str,
+        cached: Option<Cached>,
+    ) -> Result<(Session, Vec<Bytes>), Status> {
         match svc.kind {
             EntityKind::EventSourced => {
-                let (s, opening) = eventsourced::Session::activate(core, svc, entity_id).await?;
+                let (s, opening) = eventsourced::Session::activate(core, svc, entity_id, cached).await?;
                 Ok((Session::EventSourced(s), opening))
             }
             _ => {
-                let (s, opening) = value::Session::activate(core, svc, entity_id).await?;
+                let (s, opening) = value::Session::activate(core, svc, entity_id, cached).await?;
                 Ok((Session::Value(s), opening))
             }
+        }
+    }
+
+    fn committed(&mut self) {
+        match self {
+            Session::EventSourced(s) => s.committed(),
+            Session::Value(s) => s.committed(),
+        }
+    }
+
+    fn into_cached(self) -> Option<Cached> {
+        match self {
+            Session::EventSourced(s) => s.into_cached(),
+            Session::Value(s) => s.into_cached(),
         }
     }
 
@@ -230,8 +251,10 @@ fn start(core: &Rc<Core>, service: usize, entity_id: String, tick: u64) -> flume
 
 /// How one stream to the function ended.
 enum End {
-    Passivated(Stream),
-    Restart,
+    /// Idle or evicted; the state goes to the hot cache.
+    Passivated(Stream, Option<Cached>),
+    /// Re-activate now, from the state this session knew.
+    Restart(Option<Cached>),
     Crashed(Status),
 }
 
@@ -273,19 +296,23 @@ impl Stream {
 async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Receiver<Msg>, generation: u64, busy: Rc<Cell<bool>>) {
     let svc = core.router.services()[service].clone();
     let idle = svc.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout);
+    let key = (service, entity_id.clone());
+    let mut cached = core.cache.borrow_mut().take(&key);
     let end = loop {
-        match session(&core, &svc, &entity_id, &rx, idle, &busy).await {
-            End::Restart => continue,
+        match session(&core, &svc, &entity_id, &rx, idle, &busy, cached).await {
+            End::Restart(state) => cached = state,
             end => break end,
         }
     };
     // Leave the registry before anything awaits, so the next command
     // starts a fresh entity instead of queueing behind a dead one.
     core.entities.remove(service, &entity_id, generation);
-    core.metrics.entity_passivated();
     match end {
-        End::Passivated(stream) => {
+        End::Passivated(stream, state) => {
             debug!(service = %svc.name, entity = %entity_id, "passivated");
+            if let Some(state) = state {
+                core.cache.borrow_mut().put(key, state);
+            }
             stream.close(core.max_message_size()).await;
         }
         End::Crashed(status) => {
@@ -296,7 +323,7 @@ async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Recei
                 }
             }
         }
-        End::Restart => unreachable!("restarts loop above"),
+        End::Restart(_) => unreachable!("restarts loop above"),
     }
 }
 
@@ -309,9 +336,10 @@ async fn session(
     rx: &flume::Receiver<Msg>,
     idle: Duration,
     busy: &Cell<bool>,
+    cached: Option<Cached>,
 ) -> End {
     let max = core.max_message_size();
-    let (mut session, opening) = match Session::activate(core, svc, entity_id).await {
+    let (mut session, opening) = match Session::activate(core, svc, entity_id, cached).await {
         Ok(s) => s,
         Err(status) => return End::Crashed(status),
     };
@@ -330,11 +358,11 @@ async fn session(
         busy.set(false);
         let msg = monoio::select! {
             msg = rx.recv_async() => msg,
-            _ = monoio::time::sleep(idle) => return End::Passivated(stream),
+            _ = monoio::time::sleep(idle) => return End::Passivated(stream, session.into_cached()),
         };
         let cmd = match msg {
             Ok(Msg::Command(cmd)) => cmd,
-            Ok(Msg::Passivate) | Err(_) => return End::Passivated(stream),
+            Ok(Msg::Passivate) | Err(_) => return End::Passivated(stream, session.into_cached()),
         };
         busy.set(true);
         let route = &core.router.routes()[cmd.route];
@@ -373,14 +401,12 @@ async fn session(
                 let _ = cmd.reply.send(Err(status.clone()));
                 return End::Crashed(status);
             }
-            if let Session::EventSourced(s) = &mut session {
-                s.committed();
-            }
+            session.committed();
         }
         let _ = cmd.reply.send(Ok(decision.answer));
         if decision.restart {
             stream.close(max).await;
-            return End::Restart;
+            return End::Restart(session.into_cached());
         }
     }
 }

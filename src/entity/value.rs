@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use prost::Message;
 
+use super::cache::Cached;
 use super::stateful::{check_id, stored_any, undecodable, Answer, Decision};
 use crate::discovery::EntityService;
 use crate::grpc::{encode_prost, Code, Status};
@@ -22,11 +23,24 @@ use crate::worker::Core;
 pub struct Session {
     persistence_id: String,
     entity_id: String,
+    /// The stored value, for the cache on passivation.
+    stored: Option<Bytes>,
+    /// The value the last decision writes, until its commit.
+    uncommitted: Option<Option<Bytes>>,
 }
 
 impl Session {
-    pub async fn activate(core: &Core, svc: &EntityService, entity_id: &str) -> Result<(Session, Vec<Bytes>), Status> {
-        let value = match core.store.read_value(&svc.persistence_id, entity_id).await? {
+    pub async fn activate(
+        core: &Core,
+        svc: &EntityService,
+        entity_id: &str,
+        cached: Option<Cached>,
+    ) -> Result<(Session, Vec<Bytes>), Status> {
+        let stored = match cached {
+            Some(Cached::Value(v)) => v,
+            _ => core.store.read_value(&svc.persistence_id, entity_id).await?,
+        };
+        let value = match stored.clone() {
             Some(any) => Some(stored_any(any)?),
             None => None,
         };
@@ -35,7 +49,8 @@ impl Session {
             entity_id: entity_id.to_owned(),
             state: Some(ValueEntityInitState { value }),
         };
-        let session = Session { persistence_id: svc.persistence_id.clone(), entity_id: entity_id.to_owned() };
+        let session =
+            Session { persistence_id: svc.persistence_id.clone(), entity_id: entity_id.to_owned(), stored, uncommitted: None };
         Ok((session, vec![frame(value_entity_stream_in::Message::Init(init))]))
     }
 
@@ -53,14 +68,31 @@ impl Session {
         let writes = match reply.state_action.and_then(|a| a.action) {
             _ if failed => Vec::new(),
             Some(value_entity_action::Action::Update(u)) => {
-                let value = u.value.unwrap_or_default().encode_to_vec().into();
+                let value = Bytes::from(u.value.unwrap_or_default().encode_to_vec());
+                self.uncommitted = Some(Some(value.clone()));
                 vec![Write::PutValue { persistence_id, entity_id, value }]
             }
-            Some(value_entity_action::Action::Delete(_)) => vec![Write::DeleteValue { persistence_id, entity_id }],
+            Some(value_entity_action::Action::Delete(_)) => {
+                self.uncommitted = Some(None);
+                vec![Write::DeleteValue { persistence_id, entity_id }]
+            }
             None => Vec::new(),
         };
         // `Failure.restart` is ignored for value entities.
         Ok(Decision { writes, answer: Answer { side_effects: reply.side_effects, outcome: action.into() }, restart: false })
+    }
+}
+
+impl Session {
+    /// The last decision's write is durable.
+    pub fn committed(&mut self) {
+        if let Some(value) = self.uncommitted.take() {
+            self.stored = value;
+        }
+    }
+
+    pub fn into_cached(self) -> Option<Cached> {
+        Some(Cached::Value(self.stored))
     }
 }
 
