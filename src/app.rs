@@ -110,15 +110,16 @@ fn watch_signals() -> Result<flume::Receiver<i32>, String> {
 
 /// Opens the configured store and starts one storage thread per worker.
 fn open_store(config: &Config, workers: usize) -> Result<Vec<flume::Sender<store::Job>>, String> {
-    let backend: Box<dyn store::Store> = match config.store {
-        StoreKind::Memory => Box::new(store::MemoryStore::default()),
+    let (backend, guard): (Box<dyn store::Store>, _) = match config.store {
+        StoreKind::Memory => (Box::new(store::MemoryStore::default()), None),
         StoreKind::Rocksdb => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| format!("creating the data directory {}: {e}", config.data_dir.display()))?;
-            Box::new(store::RocksStore::open(&config.data_dir).map_err(|e| e.to_string())?)
+            let guard = store::SpaceGuard { dir: config.data_dir.clone(), reserve: config.min_free_disk as u64 };
+            (Box::new(store::RocksStore::open(&config.data_dir).map_err(|e| e.to_string())?) as _, Some(guard))
         }
     };
-    let entity_store = store::EntityStore::open(backend).map_err(|e| format!("reading the store: {e}"))?;
+    let entity_store = store::EntityStore::open(backend, guard).map_err(|e| format!("reading the store: {e}"))?;
     info!(store = ?config.store, dir = %config.data_dir.display(), durability = ?config.durability, "entity store open");
     store::spawn_threads(Arc::new(entity_store), workers, config.durability == Durability::Sync)
         .map_err(|e| format!("starting storage threads: {e}"))

@@ -130,6 +130,10 @@ pub struct Config {
     #[arg(long, env = "MASSA_DATA_DIR", default_value = "./massa-data")]
     pub data_dir: PathBuf,
 
+    /// Writes fail (cleanly) while the data volume has less free space.
+    #[arg(long, env = "MASSA_MIN_FREE_DISK", default_value = "64MiB", value_parser = parse_size)]
+    pub min_free_disk: usize,
+
     /// `sync`: fsync every batch before replies are released; `async`:
     /// written to the WAL, fsync left to the OS.
     #[arg(long, env = "MASSA_DURABILITY", value_enum, default_value_t = Durability::Sync)]

@@ -1,6 +1,6 @@
 //! Journal, snapshot and value semantics on top of any [`Store`].
 
-use std::{io, sync::Mutex};
+use std::{io, path::PathBuf, sync::Mutex};
 
 use bytes::Bytes;
 
@@ -14,12 +14,41 @@ const SCAN_STEP: usize = 4096;
 pub struct EntityStore {
     kv: Box<dyn Store>,
     last_offset: Mutex<u64>,
+    guard: Option<SpaceGuard>,
+}
+
+/// Refuses writes while the data volume has less than `reserve` bytes free.
+/// Storage engines fail badly on a full disk (Debian's RocksDB build aborts
+/// the process on the write after an ENOSPC), so the proxy stops short of it
+/// and fails the commands with a clear error instead.
+pub struct SpaceGuard {
+    pub dir: PathBuf,
+    pub reserve: u64,
+}
+
+impl SpaceGuard {
+    fn check(&self, incoming: u64) -> io::Result<()> {
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+        // SAFETY: `stat` is plain data the kernel fills; `path` is NUL-terminated.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+        if free < self.reserve + incoming {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("data volume {} is full: {free} bytes free, {} reserved", self.dir.display(), self.reserve),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl EntityStore {
-    pub fn open(kv: Box<dyn Store>) -> io::Result<EntityStore> {
+    pub fn open(kv: Box<dyn Store>, guard: Option<SpaceGuard>) -> io::Result<EntityStore> {
         let last = kv.get(keys::LAST_OFFSET)?.and_then(|v| keys::trailing_u64(&v)).unwrap_or(0);
-        Ok(EntityStore { kv, last_offset: Mutex::new(last) })
+        Ok(EntityStore { kv, last_offset: Mutex::new(last), guard })
     }
 
     /// The latest snapshot and every event after it.
@@ -79,6 +108,13 @@ impl EntityStore {
         }
         if offset != *last_offset {
             ops.push(Op::Put(keys::LAST_OFFSET.to_vec(), offset.to_be_bytes().to_vec()));
+        }
+        if let Some(guard) = &self.guard {
+            let incoming = ops.iter().map(|op| match op {
+                Op::Put(k, v) => k.len() + v.len(),
+                Op::Delete(k) => k.len(),
+            });
+            guard.check(incoming.sum::<usize>() as u64)?;
         }
         self.kv.commit(ops, sync)?;
         *last_offset = offset;

@@ -20,7 +20,7 @@ use std::io;
 
 use bytes::Bytes;
 
-pub use entity_store::EntityStore;
+pub use entity_store::{EntityStore, SpaceGuard};
 pub use handle::{spawn_threads, Job, StoreHandle};
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;

@@ -6,8 +6,8 @@ fn stores() -> Vec<(&'static str, EntityStore, Option<std::path::PathBuf>)> {
     let dir = std::env::temp_dir().join(format!("massa-store-test-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&dir);
     vec![
-        ("memory", EntityStore::open(Box::new(MemoryStore::default())).unwrap(), None),
-        ("rocksdb", EntityStore::open(Box::new(RocksStore::open(&dir).unwrap())).unwrap(), Some(dir)),
+        ("memory", EntityStore::open(Box::new(MemoryStore::default()), None).unwrap(), None),
+        ("rocksdb", EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap(), Some(dir)),
     ]
 }
 
@@ -67,15 +67,26 @@ fn tag_log_orders_events_by_global_offset_and_survives_reopen() {
     let dir = std::env::temp_dir().join(format!("massa-store-tags-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     {
-        let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap())).unwrap();
+        let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap();
         store.write(&[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
         store.write(&[events("cart", "b", 1, 1)], true).unwrap();
     }
-    let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap())).unwrap();
+    let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap();
     store.write(&[events("cart", "a", 3, 1)], true).unwrap();
     let log = store.events_by_tag("cart", 0, 100).unwrap();
     let seen: Vec<_> = log.iter().map(|e| (e.offset, e.entity_id.as_str(), e.sequence)).collect();
     assert_eq!(seen, [(1, "a", 1), (2, "a", 2), (4, "b", 1), (5, "a", 3)]);
     assert_eq!(store.events_by_tag("cart", 4, 1).unwrap()[0].event, Bytes::from("b-1"));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_space_guard_refuses_writes_below_the_reserve() {
+    let guard = |reserve| Some(SpaceGuard { dir: std::env::temp_dir(), reserve });
+    let store = EntityStore::open(Box::new(MemoryStore::default()), guard(0)).unwrap();
+    store.write(&[events("g", "a", 1, 1)], true).unwrap();
+    let store = EntityStore::open(Box::new(MemoryStore::default()), guard(u64::MAX / 2)).unwrap();
+    let err = store.write(&[events("g", "a", 1, 1)], true).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+    assert_eq!(store.read_journal("g", "a").unwrap(), Journal::default(), "nothing written");
 }
