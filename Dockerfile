@@ -14,11 +14,14 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends librocksdb-dev libclang-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo .cargo
 COPY proto proto
 COPY src src
 COPY benches benches
 COPY loadtest loadtest
-RUN cargo build --release --locked --bin massa --bin massa-example-fn \
+# Link Debian's RocksDB for whichever architecture this builds on.
+RUN ROCKSDB_LIB_DIR="/usr/lib/$(gcc -print-multiarch)" \
+    cargo build --release --locked --bin massa --bin massa-example-fn \
  && install -D -m 0755 target/release/massa /out/massa \
  && install -D -m 0755 target/release/massa-example-fn /out/massa-example-fn
 
@@ -31,7 +34,8 @@ RUN apt-get update \
 COPY --from=build /out/ /usr/local/bin/
 USER 10001
 WORKDIR /var/lib/massa
-ENV HTTP_PORT=9000 METRICS_PORT=9090 MASSA_LOG_FORMAT=json
+ENV HTTP_PORT=9000 METRICS_PORT=9090 MASSA_LOG_FORMAT=json MASSA_DATA_DIR=/var/lib/massa/data
+VOLUME ["/var/lib/massa/data"]
 EXPOSE 9000 9090
 # Ready only after discovery succeeded; bash's /dev/tcp avoids shipping curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
