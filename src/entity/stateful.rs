@@ -313,7 +313,7 @@ async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Recei
             if let Some(state) = state {
                 core.cache.borrow_mut().put(key, state);
             }
-            stream.close(core.max_message_size()).await;
+            Box::pin(stream.close(core.max_message_size())).await;
         }
         End::Crashed(status) => {
             warn!(service = %svc.name, entity = %entity_id, %status, "entity stopped");
@@ -339,7 +339,9 @@ async fn session(
     cached: Option<Cached>,
 ) -> End {
     let max = core.max_message_size();
-    let (mut session, opening) = match Session::activate(core, svc, entity_id, cached).await {
+    // The rare, large steps (activation, commit, close) are boxed so that
+    // an idle entity's task stays small: it is most of an entity's memory.
+    let (mut session, opening) = match Box::pin(Session::activate(core, svc, entity_id, cached)).await {
         Ok(s) => s,
         Err(status) => return End::Crashed(status),
     };
@@ -376,13 +378,13 @@ async fn session(
             streamed: false,
             metadata: None,
         };
-        let outcome = async {
+        let outcome = Box::pin(async {
             stream.send(session.command(command)).await?;
             match stream.next(max).await? {
                 Some(body) => session.decide(body, id),
                 None => Err(Status::new(Code::Unavailable, "Unexpected entity termination")),
             }
-        }
+        })
         .await;
         let decision = match outcome {
             Ok(d) => d,
@@ -397,7 +399,7 @@ async fn session(
             }
         };
         if !decision.writes.is_empty() {
-            if let Err(status) = core.store.commit(decision.writes).await {
+            if let Err(status) = Box::pin(core.store.commit(decision.writes)).await {
                 let _ = cmd.reply.send(Err(status.clone()));
                 return End::Crashed(status);
             }
@@ -405,7 +407,7 @@ async fn session(
         }
         let _ = cmd.reply.send(Ok(decision.answer));
         if decision.restart {
-            stream.close(max).await;
+            Box::pin(stream.close(max)).await;
             return End::Restart(session.into_cached());
         }
     }

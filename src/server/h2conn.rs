@@ -15,13 +15,14 @@ use crate::runtime::Notify;
 /// WINDOW_UPDATE round trips over loopback.
 const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-/// Streams a client may open at once on one connection.
-const MAX_CONCURRENT_STREAMS: u32 = 1024;
 /// Bounds header memory per request (and CONTINUATION floods).
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 
 /// Something that answers gRPC calls, one task per stream.
 pub trait Service: 'static {
+    /// Streams a client may open at once on one connection.
+    const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
     fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) -> impl Future<Output = ()> + 'static;
 }
 
@@ -35,7 +36,7 @@ where
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(S::MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
         .handshake::<_, Bytes>(io);
     let mut conn = match handshake.await {

@@ -103,6 +103,10 @@ fn main() {
 }
 
 impl Service for EchoFn {
+    /// Every active entity holds one stream from the proxy for as long as it
+    /// lives, so, like the SDKs' gRPC servers, set no practical limit.
+    const MAX_CONCURRENT_STREAMS: u32 = 1 << 20;
+
     async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
         let path = request.uri().path().to_owned();
         let mut responder = Responder::new(respond);
