@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Writes gRPC-framed request bodies for h2load: `Echo/Say` through Massa,
-and the `ActionProtocol/handleUnary` command Massa sends for it (the
-direct-to-function floor). Hand-encoded protobuf; no dependencies."""
+"""Writes request bodies: `Echo/Say` through Massa, and the
+`ActionProtocol/handleUnary` command Massa sends for it (what the floor and
+the plain passthrough proxies send straight to the function). `.bin` files
+are gRPC-framed for h2load; `.pb` files are the bare messages for
+`massa-load --binary-file`. Hand-encoded protobuf; no dependencies."""
 import struct
 import sys
 
@@ -28,10 +30,11 @@ def main(out_dir, text):
     echo = field(1, text.encode())
     any_ = field(1, b"type.googleapis.com/example.echo.EchoRequest") + field(2, echo)
     command = field(2, b"example.echo.Echo") + field(3, b"Say") + field(4, any_)
-    with open(f"{out_dir}/say.bin", "wb") as f:
-        f.write(frame(echo))
-    with open(f"{out_dir}/handle_unary.bin", "wb") as f:
-        f.write(frame(command))
+    for name, message in [("say", echo), ("handle_unary", command)]:
+        with open(f"{out_dir}/{name}.bin", "wb") as f:
+            f.write(frame(message))
+        with open(f"{out_dir}/{name}.pb", "wb") as f:
+            f.write(message)
 
 
 if __name__ == "__main__":
