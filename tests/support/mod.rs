@@ -22,6 +22,8 @@ use massa::grpc::{encode_prost, Status};
 use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::userfn::{CallResponse, Pool, Target};
 
+pub mod interceptor;
+
 /// Upper bound for anything a test waits for; generous, never a threshold.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
