@@ -22,6 +22,12 @@ const GENERATED: &[&str] = &[
     "example/shoppingcart/persistence/domain.proto",
     "example/valueentity/shoppingcart/shoppingcart.proto",
     "example/valueentity/shoppingcart/persistence/domain.proto",
+    // The Cloudstate TCK model services (proto/tck/README.md).
+    "tck/cloudstate/tck/model/action.proto",
+    "tck/cloudstate/tck/model/valueentity.proto",
+    "tck/cloudstate/tck/model/eventsourced.proto",
+    "tck/cloudstate/tck/model/crdt.proto",
+    "tck/cloudstate/tck/model/eventlogeventing.proto",
 ];
 
 /// Descriptor sets embedded as bytes: (output file, root protos).
@@ -40,6 +46,17 @@ const EMBEDDED: &[(&str, &[&str])] = &[
             "example/shoppingcart/persistence/domain.proto",
             "example/valueentity/shoppingcart/shoppingcart.proto",
             "example/valueentity/shoppingcart/persistence/domain.proto",
+        ],
+    ),
+    // What the TCK model user function (massa-tck-model) reports at discovery.
+    (
+        "tck.fds",
+        &[
+            "tck/cloudstate/tck/model/action.proto",
+            "tck/cloudstate/tck/model/valueentity.proto",
+            "tck/cloudstate/tck/model/eventsourced.proto",
+            "tck/cloudstate/tck/model/crdt.proto",
+            "tck/cloudstate/tck/model/eventlogeventing.proto",
         ],
     ),
 ];

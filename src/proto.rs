@@ -17,6 +17,25 @@ pub mod cloudstate {
     pub mod crdt {
         include!(concat!(env!("OUT_DIR"), "/cloudstate.crdt.rs"));
     }
+    /// The Cloudstate TCK model services (`proto/tck/`).
+    pub mod tck {
+        /// Package `cloudstate.tck.model`: the event-sourced model.
+        pub mod model {
+            include!(concat!(env!("OUT_DIR"), "/cloudstate.tck.model.rs"));
+            pub mod action {
+                include!(concat!(env!("OUT_DIR"), "/cloudstate.tck.model.action.rs"));
+            }
+            pub mod valueentity {
+                include!(concat!(env!("OUT_DIR"), "/cloudstate.tck.model.valueentity.rs"));
+            }
+            pub mod crdt {
+                include!(concat!(env!("OUT_DIR"), "/cloudstate.tck.model.crdt.rs"));
+            }
+            pub mod eventlogeventing {
+                include!(concat!(env!("OUT_DIR"), "/cloudstate.tck.model.eventlogeventing.rs"));
+            }
+        }
+    }
 }
 
 pub mod google {
@@ -74,3 +93,6 @@ pub const ADMIN_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/a
 
 /// Descriptors the example user function reports at discovery.
 pub const EXAMPLE_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example.fds"));
+
+/// Descriptors the TCK model user function reports at discovery.
+pub const TCK_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tck.fds"));

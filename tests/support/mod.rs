@@ -129,6 +129,16 @@ impl Drop for TempDir {
     }
 }
 
+/// Starts the TCK model user function (`massa-tck-model`) on `port`,
+/// declaring the entity kinds Massa serves today.
+pub fn start_tck_model(port: u16) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_massa-tck-model"));
+    cmd.args(["--port", &port.to_string(), "--only", "action,valueentity,eventsourced"]);
+    let p = Proc::spawn(cmd);
+    p.must_log("listening on");
+    p
+}
+
 /// A running proxy and its ports.
 pub struct Massa {
     pub proc: Proc,
@@ -184,6 +194,22 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 thread_local! {
     /// Pools opened during the current [`run`]; closed before it returns.
     static LIVE_POOLS: RefCell<Vec<Rc<RefCell<Option<Rc<Pool>>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An HTTP/1.1 POST of a JSON body, as the TCK's HTTP checks send it.
+pub fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split(' ').nth(1)?.parse().ok()?;
+    Some((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
 /// Runs an async test body on a fresh executor. Client connections opened
