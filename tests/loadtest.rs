@@ -33,8 +33,9 @@ fn a_bounded_run_through_massa_reports_in_ghz_json() {
     assert_eq!(report["statusCodeDistribution"]["OK"], 200);
     assert_eq!(report["endReason"], "normal");
 
-    // Server streaming and entities with spread keys, human summary.
-    let out = load(&[&addr, "--call", "example.echo.Echo/Split", "-d", r#"{"text":"a b c"}"#, "-n", "20"]
+    // Server streaming (address by --host) and entities with spread keys,
+    // human summary.
+    let out = load(&["--host", &addr, "--call", "example.echo.Echo/Split", "-d", r#"{"text":"a b c"}"#, "-n", "20"]
         .iter()
         .chain(&echo)
         .copied()
@@ -48,6 +49,24 @@ fn a_bounded_run_through_massa_reports_in_ghz_json() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("[OK]\t100 responses"), "{}", String::from_utf8_lossy(&out.stdout));
     let (_, metrics) = http_get(m.admin, "/metrics").unwrap();
     assert!(metrics.contains("massa_entity_activations_total 10"), "ten carts:\n{metrics}");
+}
+
+#[test]
+fn a_duration_bound_open_loop_run_ends_on_its_own() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    let addr = format!("127.0.0.1:{}", m.port);
+    let out = load(&[
+        &addr, "--call", "example.echo.Echo/Say", "--proto", "example/echo/echo.proto", "--import-path", "proto",
+        "-d", r#"{"text":"{{.RequestNumber}}"}"#, "--rps", "200", "-z", "1s", "--threads", "2", "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["endReason"], "timeout");
+    assert!(report["count"].as_u64().unwrap() > 0);
+    assert_eq!(report["statusCodeDistribution"]["OK"], report["count"]);
+    assert_eq!(report["options"]["rps"], 200.0);
 }
 
 #[test]

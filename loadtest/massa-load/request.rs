@@ -10,10 +10,28 @@ use massa::discovery::Shape;
 
 /// Where the request comes from.
 pub enum Source {
-    /// JSON with optional `{{i}}` placeholders, split at them.
+    /// JSON with `{{i}}` placeholders, split at them; encoded per request
+    /// because every index yields a different message.
     Json { parts: Vec<String>, method: MethodDescriptor },
-    /// Raw protobuf bytes, sent as is.
+    /// Every distinct request encoded up front (`--keys N` with a small N),
+    /// so the send loop spends no CPU on JSON.
+    Table(Vec<Bytes>),
+    /// Raw protobuf bytes (or JSON without placeholders, encoded once).
     Binary(Bytes),
+}
+
+/// The request-index placeholders: ours and ghz's, so ghz data strings work
+/// unchanged.
+const PLACEHOLDERS: [&str; 2] = ["{{i}}", "{{.RequestNumber}}"];
+
+/// Up to this many distinct `--keys` requests are encoded before the run.
+const MAX_TABLE: u64 = 1 << 16;
+
+/// Splits a template at its placeholders; joining the parts with an index
+/// renders request number `i`.
+pub fn split_template(json: &str) -> Vec<String> {
+    let canonical = json.replace(PLACEHOLDERS[1], PLACEHOLDERS[0]);
+    canonical.split(PLACEHOLDERS[0]).map(str::to_owned).collect()
 }
 
 /// The call to make.
@@ -32,6 +50,7 @@ impl Plan {
         let i = self.keys.map_or(i, |k| i % k.max(1));
         match &self.source {
             Source::Binary(b) => Ok(b.clone()),
+            Source::Table(t) => Ok(t[(i % t.len() as u64) as usize].clone()),
             Source::Json { parts, method } => {
                 let json = parts.join(&i.to_string());
                 encode_json(method, &json)
@@ -90,10 +109,16 @@ pub fn plan(
     let source = match (binary, data, descriptor) {
         (Some(bytes), _, _) => Source::Binary(bytes),
         (None, Some(json), Some(method)) => {
-            let parts: Vec<String> = json.split("{{i}}").map(str::to_owned).collect();
+            let parts = split_template(json);
             // Fail on bad JSON now, not per request.
-            encode_json(&method, &parts.join("0"))?;
-            Source::Json { parts, method }
+            let first = encode_json(&method, &parts.join("0"))?;
+            match keys {
+                _ if parts.len() == 1 => Source::Binary(first),
+                Some(k) if k <= MAX_TABLE => {
+                    Source::Table((0..k.max(1)).map(|i| encode_json(&method, &parts.join(&i.to_string()))).collect::<Result<_, _>>()?)
+                }
+                _ => Source::Json { parts, method },
+            }
         }
         (None, Some(_), None) => return Err("-d needs --proto or --protoset to encode JSON".to_owned()),
         (None, None, Some(method)) => Source::Json { parts: vec!["{}".to_owned()], method },
@@ -117,6 +142,31 @@ mod tests {
         assert_eq!(plan.path, "/example.echo.Echo/Say");
         let text = |i| massa::proto::example::echo::EchoRequest::decode(plan.request(i).unwrap()).unwrap().text;
         assert_eq!([text(0), text(1), text(4)], ["cart-0", "cart-1", "cart-1"]);
+    }
+
+    #[test]
+    fn ghz_placeholder_is_an_alias_and_constant_json_is_encoded_once() {
+        assert_eq!(split_template(r#"{"a":"x-{{.RequestNumber}}-{{i}}"}"#), [r#"{"a":"x-"#, "-", r#""}"#]);
+        let pool = echo_pool();
+        let text = |plan: &Plan, i| massa::proto::example::echo::EchoRequest::decode(plan.request(i).unwrap()).unwrap().text;
+        let ghz = plan("example.echo.Echo/Say", Some(&pool), Some(r#"{"text":"c{{.RequestNumber}}"}"#), None, None).unwrap();
+        assert!(matches!(ghz.source, Source::Json { .. }));
+        assert_eq!(text(&ghz, 123_456), "c123456");
+        let fixed = plan("example.echo.Echo/Say", Some(&pool), Some(r#"{"text":"same"}"#), None, None).unwrap();
+        assert!(matches!(fixed.source, Source::Binary(_)));
+        assert_eq!(text(&fixed, 9), "same");
+        let many = plan("example.echo.Echo/Say", Some(&pool), Some(r#"{"text":"k{{i}}"}"#), None, Some(MAX_TABLE + 1)).unwrap();
+        assert!(matches!(many.source, Source::Json { .. }));
+        assert_eq!(text(&many, MAX_TABLE + 2), "k1");
+    }
+
+    #[test]
+    fn binary_requests_are_sent_as_given_and_default_to_unary() {
+        let p = plan("any.Svc/M", None, None, Some(Bytes::from_static(b"\x0a\x01x")), None).unwrap();
+        assert_eq!(p.shape, Shape::Unary);
+        assert_eq!(p.request(7).unwrap(), Bytes::from_static(b"\x0a\x01x"));
+        assert_eq!(p.path, "/any.Svc/M");
+        assert!(plan("any.Svc/M", None, Some("{}"), None, None).is_err());
     }
 
     #[test]

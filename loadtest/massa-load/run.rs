@@ -15,14 +15,14 @@ use http::Uri;
 
 use massa::config::IoDriver;
 use massa::discovery::Shape;
-use massa::grpc::{encode_message, Code};
+use massa::grpc::{encode_message, wait_capacity, Code, HEADER_LEN};
 use massa::userfn::{CallResponse, Pool, Target};
 
 use crate::report::Stats;
 use crate::request::Plan;
 
 /// How long calls in flight may run past `--duration`.
-const GRACE: Duration = Duration::from_secs(2);
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// Largest response message accepted.
 const MAX_MESSAGE: usize = 64 << 20;
@@ -46,11 +46,18 @@ pub fn scheduled(i: u64, rps: f64) -> Duration {
     Duration::from_secs_f64(i as f64 / rps)
 }
 
-/// Shared between workers: the next request index and the stop flag.
+/// Shared between workers and the watcher thread: one counter hands out
+/// request indexes (so `{{i}}` and the rate schedule are global, not per
+/// thread), and flags end the run.
 pub struct Progress {
+    /// The next request index to send.
     pub next: AtomicU64,
+    /// Calls completed, for the progress line.
     pub done: AtomicU64,
+    /// No new calls once set (duration reached, or the run is over).
     pub stop: AtomicBool,
+    /// Every worker has returned its results.
+    pub finished: AtomicBool,
 }
 
 /// Runs the load; returns the merged results and the wall time.
@@ -129,6 +136,10 @@ async fn lane(pool: Rc<Pool>, uri: Uri, load: Arc<Load>, progress: Arc<Progress>
         let (code, error) = match outcome {
             Ok(Ok(())) => (Code::Ok.name(), None),
             Ok(Err((code, message))) => (code.name(), Some(message)),
+            // One message per cause, so the error distribution stays short.
+            Err(_) if limit < load.timeout => {
+                (Code::DeadlineExceeded.name(), Some(format!("no answer by the end of --duration plus {GRACE:?}")))
+            }
             Err(_) => (Code::DeadlineExceeded.name(), Some(format!("no answer within {:?}", load.timeout))),
         };
         // Latency from when the request was due: a late send counts.
@@ -147,6 +158,11 @@ async fn call(pool: &Pool, uri: &Uri, load: &Load, i: u64) -> Result<(), (Code, 
     };
     let failed = |e: h2::Error| (Code::Unavailable, e.to_string());
     for m in 0..messages {
+        if messages > 1 {
+            // Streams wait for window like real clients; a unary request
+            // always fits the initial window.
+            wait_capacity(&mut send, request.len() + HEADER_LEN).await.map_err(failed)?;
+        }
         let (head, tail) = encode_message(request.clone());
         let last = m + 1 == messages && tail.is_none();
         send.send_data(head, last).map_err(failed)?;
@@ -172,6 +188,15 @@ mod tests {
         assert_eq!(scheduled(1, 1000.0), Duration::from_millis(1));
         assert_eq!(scheduled(2500, 1000.0), Duration::from_millis(2500));
         assert_eq!(scheduled(3, 4.0), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn open_loop_schedule_does_not_drift_over_long_runs() {
+        // Computed from the index, not accumulated, so rounding never adds up.
+        assert_eq!(scheduled(3_000_000, 3.0), Duration::from_secs(1_000_000));
+        assert_eq!(scheduled(1_000_000, 100_000.0), Duration::from_secs(10));
+        let gaps: Vec<Duration> = (0..5).map(|i| scheduled(i + 1, 3.0) - scheduled(i, 3.0)).collect();
+        assert!(gaps.iter().all(|g| g.abs_diff(Duration::from_nanos(333_333_333)) <= Duration::from_nanos(1)), "{gaps:?}");
     }
 
     #[test]
