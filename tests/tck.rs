@@ -495,3 +495,537 @@ mod action_tck {
         assert_eq!((status, text.as_str()), (500, "boom"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// EntityTCK (value entity, 5) and EventSourcedEntityTCK (5).
+
+mod entity_tck {
+    use super::action_tck::{any, setup, Tck};
+    use super::*;
+    use massa::grpc::{encode_prost, Code, Status};
+    use massa::proto::cloudstate::{client_action::Action, ClientAction, Command, Failure, Forward, Reply, SideEffect};
+    use massa::proto::google::protobuf::Any;
+
+    /// Calls `service/method` with `request`; the reply's `message`.
+    async fn call(t: &Tck, service: &str, method: &str, request: &impl Message) -> Result<String, Status> {
+        let c = Client::new(t.massa.port);
+        let (_, msgs, status) = c.call(&format!("/{service}/{method}"), None, vec![encode_prost(request)]).await;
+        status?;
+        Ok(msgs.first().map(|m| Response::decode(m.clone()).unwrap().message).unwrap_or_default())
+    }
+
+    fn message(e: &Event) -> bytes::Bytes {
+        match e {
+            Event::Message(m) => m.clone(),
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn cmd(entity: &str, id: i64, name: &str, payload: Any) -> Command {
+        Command { entity_id: entity.into(), id, name: name.into(), payload: Some(payload), streamed: false, metadata: None }
+    }
+
+    fn reply(payload: Any) -> Option<ClientAction> {
+        Some(ClientAction { action: Some(Action::Reply(Reply { payload: Some(payload), metadata: None })) })
+    }
+
+    fn forward(service: &str, payload: Any) -> Option<ClientAction> {
+        let f = Forward { service_name: service.into(), command_name: "Call".into(), payload: Some(payload), metadata: None };
+        Some(ClientAction { action: Some(Action::Forward(f)) })
+    }
+
+    fn failure(id: i64, description: &str, restart: bool) -> Option<ClientAction> {
+        Some(ClientAction { action: Some(Action::Failure(Failure { command_id: id, description: description.into(), restart })) })
+    }
+
+    fn effect(service: &str, payload: Any) -> SideEffect {
+        SideEffect { service_name: service.into(), command_name: "Call".into(), payload: Some(payload), synchronous: false, metadata: None }
+    }
+
+    /// A fresh entity id per test, unseen by the proxy.
+    fn fresh(tag: &str) -> String {
+        format!("{tag}-{}-{}", std::process::id(), free_port())
+    }
+
+    use massa::proto::cloudstate::tck::model::valueentity::Response;
+
+    mod value {
+        use super::*;
+        use massa::proto::cloudstate::tck::model::valueentity::{
+            request_action::Action as A, Delete, Effect, Fail, Forward as Fwd, Persisted, Request, RequestAction, Update,
+        };
+        use massa::proto::cloudstate::valueentity::{
+            value_entity_action, value_entity_stream_in::Message as In, value_entity_stream_out::Message as Out,
+            ValueEntityAction, ValueEntityDelete, ValueEntityInit, ValueEntityInitState, ValueEntityReply, ValueEntityStreamIn,
+            ValueEntityStreamOut, ValueEntityUpdate,
+        };
+
+        const S: &str = "cloudstate.tck.model.valueentity.ValueEntityTckModel";
+        const T: &str = "cloudstate.tck.model.valueentity.ValueEntityTwo";
+        const K: &str = "cloudstate.tck.model.valueentity.ValueEntityConfigured";
+        const HANDLE: &str = "/cloudstate.valueentity.ValueEntity/handle";
+
+        fn q(id: &str, actions: Vec<A>) -> Request {
+            Request { id: id.into(), actions: actions.into_iter().map(|a| RequestAction { action: Some(a) }).collect() }
+        }
+        fn upd(v: &str) -> A {
+            A::Update(Update { value: v.into() })
+        }
+        fn rq(r: &Request) -> Any {
+            any("cloudstate.tck.model.valueentity.Request", r)
+        }
+        fn rs(m: &str) -> Any {
+            any("cloudstate.tck.model.valueentity.Response", &Response { message: m.into() })
+        }
+        fn init(service: &str, id: &str) -> ValueEntityStreamIn {
+            let init = ValueEntityInit { service_name: service.into(), entity_id: id.into(), state: Some(ValueEntityInitState { value: None }) };
+            ValueEntityStreamIn { message: Some(In::Init(init)) }
+        }
+        fn command(c: Command) -> ValueEntityStreamIn {
+            ValueEntityStreamIn { message: Some(In::Command(c)) }
+        }
+        enum State {
+            Keep,
+            Update(&'static str),
+            Delete,
+        }
+        fn out(id: i64, action: Option<ClientAction>, effects: Vec<SideEffect>, state: State) -> ValueEntityStreamOut {
+            let state_action = match state {
+                State::Keep => None,
+                State::Update(v) => Some(ValueEntityAction {
+                    action: Some(value_entity_action::Action::Update(ValueEntityUpdate {
+                        value: Some(any("cloudstate.tck.model.valueentity.Persisted", &Persisted { value: v.into() })),
+                    })),
+                }),
+                State::Delete => Some(ValueEntityAction { action: Some(value_entity_action::Action::Delete(ValueEntityDelete {})) }),
+            };
+            let reply = ValueEntityReply { command_id: id, client_action: action, side_effects: effects, state_action };
+            ValueEntityStreamOut { message: Some(Out::Reply(reply)) }
+        }
+        fn input(c: &support::interceptor::Connection, k: usize) -> ValueEntityStreamIn {
+            ValueEntityStreamIn::decode(message(&c.input[k])).unwrap()
+        }
+        fn output(c: &support::interceptor::Connection, k: usize) -> ValueEntityStreamOut {
+            ValueEntityStreamOut::decode(message(&c.output[k])).unwrap()
+        }
+
+        #[test]
+        fn verify_state_changes() {
+            let t = setup();
+            let id = fresh("ve-state");
+            let steps: Vec<(Vec<A>, &str, State)> = vec![
+                (vec![], "", State::Keep),
+                (vec![upd("one")], "one", State::Update("one")),
+                (vec![upd("two")], "two", State::Update("two")),
+                (vec![], "two", State::Keep),
+                (vec![A::Delete(Delete {})], "", State::Delete),
+                (vec![], "", State::Keep),
+                (vec![upd("foo")], "foo", State::Update("foo")),
+                (vec![A::Delete(Delete {})], "", State::Delete),
+            ];
+            let mut c1 = None;
+            for (n, (actions, expect, state)) in steps.into_iter().enumerate() {
+                let request = q(&id, actions);
+                assert_eq!(run(call(&t, S, "Process", &request)).unwrap(), expect);
+                let c = *c1.get_or_insert_with(|| t.connection(HANDLE));
+                let seen = t.events(c, n + 2, n + 1);
+                if n == 0 {
+                    assert_eq!(input(&seen, 0), init(S, &id));
+                }
+                let k = n as i64 + 1;
+                assert_eq!(input(&seen, n + 1), command(cmd(&id, k, "Process", rq(&request))));
+                assert_eq!(output(&seen, n), out(k, reply(rs(expect)), vec![], state));
+            }
+            t.no_more_connections();
+        }
+
+        #[test]
+        fn verify_forwards_and_side_effects() {
+            let t = setup();
+            let id = fresh("ve-fwd");
+            let two = q(&id, vec![]);
+            let r1 = q(&id, vec![upd("one")]);
+            assert_eq!(run(call(&t, S, "Process", &r1)).unwrap(), "one");
+            let c1 = t.connection(HANDLE);
+            let r2 = q(&id, vec![A::Forward(Fwd { id: id.clone() })]);
+            assert_eq!(run(call(&t, S, "Process", &r2)).unwrap(), "");
+            let c2 = t.connection(HANDLE);
+            let seen1 = t.events(c1, 3, 2);
+            assert_eq!(input(&seen1, 2), command(cmd(&id, 2, "Process", rq(&r2))));
+            assert_eq!(output(&seen1, 1), out(2, forward(T, rq(&two)), vec![], State::Keep));
+            let seen2 = t.events(c2, 2, 1);
+            assert_eq!(input(&seen2, 0), init(T, &id));
+            assert_eq!(input(&seen2, 1), command(cmd(&id, 1, "Call", rq(&two))));
+            assert_eq!(output(&seen2, 0), out(1, reply(rs("")), vec![], State::Keep));
+            let r3 = q(&id, vec![A::Effect(Effect { id: id.clone(), synchronous: false })]);
+            assert_eq!(run(call(&t, S, "Process", &r3)).unwrap(), "one");
+            let seen1 = t.events(c1, 4, 3);
+            assert_eq!(output(&seen1, 2), out(3, reply(rs("one")), vec![effect(T, rq(&two))], State::Keep));
+            let seen2 = t.events(c2, 3, 2);
+            assert_eq!(input(&seen2, 2), command(cmd(&id, 2, "Call", rq(&two))), "the side effect reuses the live stream");
+            let r4 = q(&id, vec![]);
+            assert_eq!(run(call(&t, S, "Process", &r4)).unwrap(), "one");
+            t.no_more_connections();
+        }
+
+        #[test]
+        fn verify_failures() {
+            let t = setup();
+            let id = fresh("ve-fail");
+            assert_eq!(run(call(&t, S, "Process", &q(&id, vec![upd("one")]))).unwrap(), "one");
+            let c1 = t.connection(HANDLE);
+            let failing = q(&id, vec![A::Fail(Fail { message: "expected failure".into() })]);
+            let err = run(call(&t, S, "Process", &failing)).unwrap_err();
+            assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "expected failure"));
+            let seen = t.events(c1, 3, 2);
+            assert_eq!(output(&seen, 1), out(2, failure(2, "expected failure", false), vec![], State::Keep));
+            assert_eq!(run(call(&t, S, "Process", &q(&id, vec![]))).unwrap(), "one");
+            t.no_more_connections();
+        }
+
+        #[test]
+        #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
+        fn verify_http_api() {
+            let t = setup();
+            let id = fresh("ve-http");
+            let (status, body) = http_post_json(t.massa.port, &format!("/tck/model/entity/{id}"), "{}").expect("an HTTP answer");
+            assert_eq!((status, body.as_str()), (200, r#"{"message":""}"#));
+        }
+
+        #[test]
+        fn verify_passivation_timeout() {
+            let t = setup();
+            let id = fresh("ve-passivate");
+            assert_eq!(run(call(&t, K, "Call", &q(&id, vec![]))).unwrap(), "");
+            let c = t.connection(HANDLE);
+            let closed = t
+                .interceptor
+                .recorder
+                .wait(Duration::from_secs(2), |calls| {
+                    let c = &calls[c];
+                    (c.input.last() == Some(&Event::Complete) && c.output.last() == Some(&Event::Complete)).then(|| c.clone())
+                })
+                .expect("closed in both directions within 2 s");
+            assert_eq!(input(&closed, 0), init(K, &id));
+            assert_eq!(input(&closed, 1), command(cmd(&id, 1, "Call", rq(&q(&id, vec![])))));
+        }
+    }
+
+    mod eventsourced {
+        use super::*;
+        use massa::proto::cloudstate::eventsourced::{
+            event_sourced_stream_in::Message as In, event_sourced_stream_out::Message as Out, EventSourcedEvent,
+            EventSourcedInit, EventSourcedReply, EventSourcedStreamIn, EventSourcedStreamOut,
+        };
+        use massa::proto::cloudstate::tck::model::{
+            request_action::Action as A, Effect, Emit, Fail, Forward as Fwd, Persisted, Request, RequestAction,
+        };
+
+        const S: &str = "cloudstate.tck.model.EventSourcedTckModel";
+        const T: &str = "cloudstate.tck.model.EventSourcedTwo";
+        const K: &str = "cloudstate.tck.model.EventSourcedConfigured";
+        const HANDLE: &str = "/cloudstate.eventsourced.EventSourced/handle";
+
+        fn q(id: &str, actions: Vec<A>) -> Request {
+            Request { id: id.into(), actions: actions.into_iter().map(|a| RequestAction { action: Some(a) }).collect() }
+        }
+        fn emit(values: &[&str]) -> Vec<A> {
+            values.iter().map(|v| A::Emit(Emit { value: (*v).into() })).collect()
+        }
+        fn rq(r: &Request) -> Any {
+            any("cloudstate.tck.model.Request", r)
+        }
+        fn rs(m: &str) -> Any {
+            any("cloudstate.tck.model.Response", &massa::proto::cloudstate::tck::model::Response { message: m.into() })
+        }
+        fn persisted(v: &str) -> Any {
+            any("cloudstate.tck.model.Persisted", &Persisted { value: v.into() })
+        }
+        fn init(service: &str, id: &str) -> EventSourcedStreamIn {
+            EventSourcedStreamIn { message: Some(In::Init(EventSourcedInit { service_name: service.into(), entity_id: id.into(), snapshot: None })) }
+        }
+        fn event(n: i64, v: &str) -> EventSourcedStreamIn {
+            EventSourcedStreamIn { message: Some(In::Event(EventSourcedEvent { sequence: n, payload: Some(persisted(v)) })) }
+        }
+        fn command(c: Command) -> EventSourcedStreamIn {
+            EventSourcedStreamIn { message: Some(In::Command(c)) }
+        }
+        fn out(id: i64, action: Option<ClientAction>, effects: Vec<SideEffect>, events: &[&str], snapshot: Option<&str>) -> EventSourcedStreamOut {
+            let reply = EventSourcedReply {
+                command_id: id,
+                client_action: action,
+                side_effects: effects,
+                events: events.iter().map(|e| persisted(e)).collect(),
+                snapshot: snapshot.map(persisted),
+            };
+            EventSourcedStreamOut { message: Some(Out::Reply(reply)) }
+        }
+        fn input(c: &support::interceptor::Connection, k: usize) -> EventSourcedStreamIn {
+            EventSourcedStreamIn::decode(message(&c.input[k])).unwrap()
+        }
+        fn output(c: &support::interceptor::Connection, k: usize) -> EventSourcedStreamOut {
+            EventSourcedStreamOut::decode(message(&c.output[k])).unwrap()
+        }
+
+        #[test]
+        fn verify_state_changes() {
+            let t = setup();
+            let id = fresh("es-state");
+            let steps: Vec<(Vec<&str>, &str, Option<&str>)> = vec![
+                (vec![], "", None),
+                (vec!["A"], "A", None),
+                (vec!["B", "C", "D"], "ABCD", None),
+                (vec!["E"], "ABCDE", Some("ABCDE")),
+                (vec!["F", "G", "H", "I"], "ABCDEFGHI", None),
+                (vec!["J", "K"], "ABCDEFGHIJK", Some("ABCDEFGHIJK")),
+            ];
+            let mut c1 = None;
+            for (n, (events, expect, snapshot)) in steps.into_iter().enumerate() {
+                let request = q(&id, emit(&events));
+                assert_eq!(run(call(&t, S, "Process", &request)).unwrap(), expect);
+                let c = *c1.get_or_insert_with(|| t.connection(HANDLE));
+                let seen = t.events(c, n + 2, n + 1);
+                if n == 0 {
+                    assert_eq!(input(&seen, 0), init(S, &id), "no snapshot in init");
+                }
+                let k = n as i64 + 1;
+                assert_eq!(input(&seen, n + 1), command(cmd(&id, k, "Process", rq(&request))));
+                assert_eq!(output(&seen, n), out(k, reply(rs(expect)), vec![], &events, snapshot));
+            }
+            t.no_more_connections();
+        }
+
+        #[test]
+        fn verify_forwards_and_side_effects() {
+            let t = setup();
+            let id = fresh("es-fwd");
+            let two = q(&id, vec![]);
+            assert_eq!(run(call(&t, S, "Process", &q(&id, emit(&["one"])))).unwrap(), "one");
+            let c1 = t.connection(HANDLE);
+            let r2 = q(&id, vec![A::Forward(Fwd { id: id.clone() })]);
+            assert_eq!(run(call(&t, S, "Process", &r2)).unwrap(), "");
+            let c2 = t.connection(HANDLE);
+            assert_eq!(output(&t.events(c1, 3, 2), 1), out(2, forward(T, rq(&two)), vec![], &[], None));
+            let seen2 = t.events(c2, 2, 1);
+            assert_eq!(input(&seen2, 0), init(T, &id));
+            assert_eq!(input(&seen2, 1), command(cmd(&id, 1, "Call", rq(&two))));
+            let r3 = q(&id, vec![A::Effect(Effect { id: id.clone(), synchronous: false })]);
+            assert_eq!(run(call(&t, S, "Process", &r3)).unwrap(), "one");
+            assert_eq!(output(&t.events(c1, 4, 3), 2), out(3, reply(rs("one")), vec![effect(T, rq(&two))], &[], None));
+            assert_eq!(input(&t.events(c2, 3, 2), 2), command(cmd(&id, 2, "Call", rq(&two))));
+            assert_eq!(run(call(&t, S, "Process", &q(&id, vec![]))).unwrap(), "one");
+            t.no_more_connections();
+        }
+
+        #[test]
+        fn verify_failures() {
+            let t = setup();
+            let id = fresh("es-fail");
+            assert_eq!(run(call(&t, S, "Process", &q(&id, emit(&["1", "2", "3"])))).unwrap(), "123");
+            let c1 = t.connection(HANDLE);
+            let fail = |m: &str| A::Fail(Fail { message: m.into() });
+            let err = run(call(&t, S, "Process", &q(&id, vec![fail("expected failure")]))).unwrap_err();
+            assert_eq!(err.message, "expected failure");
+            assert_eq!(output(&t.events(c1, 3, 2), 1), out(2, failure(2, "expected failure", false), vec![], &[], None));
+            assert_eq!(run(call(&t, S, "Process", &q(&id, vec![]))).unwrap(), "123");
+            let mut actions = emit(&["4"]);
+            actions.push(fail("another failure"));
+            actions.extend(emit(&["5"]));
+            let err = run(call(&t, S, "Process", &q(&id, actions))).unwrap_err();
+            assert_eq!(err.message, "another failure");
+            let seen = t.events(c1, 5, 4);
+            let Some(Out::Reply(r)) = output(&seen, 3).message else { panic!("a reply") };
+            let Some(Action::Failure(f)) = r.client_action.and_then(|a| a.action) else { panic!("a failure") };
+            assert_eq!((r.command_id, f.command_id, f.description.as_str()), (4, 4, "another failure"));
+            if f.restart {
+                // c1 closes; the proxy re-activates at once and replays the journal.
+                let closed = t.interceptor.recorder.wait(EXPECT, |calls| {
+                    (calls[c1].input.last() == Some(&Event::Complete) && calls[c1].output.last() == Some(&Event::Complete)).then_some(())
+                });
+                assert!(closed.is_some(), "c1 closed in both directions");
+                let c2 = t.connection(HANDLE);
+                let replay = t.events(c2, 4, 0);
+                assert_eq!(input(&replay, 0), init(S, &id));
+                assert_eq!([input(&replay, 1), input(&replay, 2), input(&replay, 3)], [event(1, "1"), event(2, "2"), event(3, "3")]);
+                let request = q(&id, emit(&["4", "5"]));
+                assert_eq!(run(call(&t, S, "Process", &request)).unwrap(), "12345");
+                let seen = t.events(c2, 5, 1);
+                assert_eq!(input(&seen, 4), command(cmd(&id, 1, "Process", rq(&request))));
+                assert_eq!(output(&seen, 0), out(1, reply(rs("12345")), vec![], &["4", "5"], Some("12345")));
+            } else {
+                assert_eq!(run(call(&t, S, "Process", &q(&id, emit(&["4", "5"])))).unwrap(), "12345");
+            }
+            t.no_more_connections();
+        }
+
+        #[test]
+        #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
+        fn verify_http_api() {
+            let t = setup();
+            let id = fresh("es-http");
+            let (status, body) = http_post_json(t.massa.port, &format!("/tck/model/eventsourced/{id}"), "{}").expect("an HTTP answer");
+            assert_eq!((status, body.as_str()), (200, r#"{"message":""}"#));
+        }
+
+        #[test]
+        fn verify_passivation_timeout() {
+            let t = setup();
+            let id = fresh("es-passivate");
+            assert_eq!(run(call(&t, K, "Call", &q(&id, vec![]))).unwrap(), "");
+            let c = t.connection(HANDLE);
+            let closed = t
+                .interceptor
+                .recorder
+                .wait(Duration::from_secs(2), |calls| {
+                    let c = &calls[c];
+                    (c.input.last() == Some(&Event::Complete) && c.output.last() == Some(&Event::Complete)).then(|| c.clone())
+                })
+                .expect("closed in both directions within 2 s");
+            assert_eq!(input(&closed, 0), init(K, &id));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CrdtEntityTCK (6) and EventingTCK (3): Massa has no CRDT entities and no
+// eventing yet. Each check is present and asserts the capability's entry
+// point against the model's real services; the full message sequences are
+// ported together with the capability (proto/tck/README.md §3).
+
+mod crdt_tck {
+    use super::*;
+
+    /// Massa must accept the CRDT model at discovery and serve its calls.
+    fn crdt_is_served() {
+        let fn_port = free_port();
+        let _f = start_tck_model_with(fn_port, &["--only", "crdt"]);
+        let mut m = spawn_massa(fn_port, &["--store", "memory"]);
+        let ready = (0..400).any(|_| {
+            if let Ok(Some(_)) = m.proc.child.try_wait() {
+                panic!("massa refused the CRDT model:\n{}", m.proc.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            http_get(m.admin, "/health/ready").is_some_and(|(s, _)| s == 200)
+        });
+        assert!(ready, "massa never became ready");
+    }
+
+    #[test]
+    #[ignore = "needs CRDT entities"]
+    fn verify_gcounter_pncounter_gset_orset_lwwregister_flag_ormap_vote_state_changes() {
+        crdt_is_served()
+    }
+    #[test]
+    #[ignore = "needs CRDT entities"]
+    fn verify_crdt_forwards_and_side_effects() {
+        crdt_is_served()
+    }
+    #[test]
+    #[ignore = "needs CRDT entities"]
+    fn verify_crdt_failures() {
+        crdt_is_served()
+    }
+    #[test]
+    #[ignore = "needs CRDT entities"]
+    fn verify_crdt_streamed_subscriptions_and_cancellation() {
+        crdt_is_served()
+    }
+    #[test]
+    #[ignore = "needs CRDT entities"]
+    fn verify_crdt_http_api() {
+        crdt_is_served()
+    }
+    #[test]
+    #[ignore = "needs CRDT entities"]
+    fn verify_crdt_passivation_timeout() {
+        crdt_is_served()
+    }
+}
+
+mod eventing_tck {
+    use super::*;
+    use massa::proto::cloudstate::tck::model::eventlogeventing::{emit_event_request, EmitEventRequest, EventOne, ProcessStep};
+
+    /// An event emitted by an event-sourced entity reaches the subscriber
+    /// within 3 s (event-log eventing).
+    fn event_log_is_delivered(step: ProcessStep) {
+        let fn_port = free_port();
+        let f = start_tck_model_with(fn_port, &["--only", "eventing"]);
+        let m = start_massa(fn_port, &["--store", "memory"]);
+        run(async {
+            let c = Client::new(m.port);
+            let event = emit_event_request::Event::EventOne(EventOne { step: Some(step) });
+            let request = EmitEventRequest { id: "eventing-1".into(), event: Some(event) };
+            let (_, _, status) = c
+                .call(
+                    "/cloudstate.tck.model.eventlogeventing.EventSourcedEntityOne/EmitEvent",
+                    None,
+                    vec![massa::grpc::encode_prost(&request)],
+                )
+                .await;
+            status.unwrap();
+        });
+        let delivered = (0..60).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            f.log().contains("EventLogSubscriberModel")
+        });
+        assert!(delivered, "the subscriber saw the event");
+    }
+
+    #[test]
+    #[ignore = "needs event-log eventing"]
+    fn verify_event_log_to_subscriber_reply() {
+        event_log_is_delivered(ProcessStep::default())
+    }
+    #[test]
+    #[ignore = "needs event-log eventing"]
+    fn verify_event_log_forwards_and_side_effects() {
+        event_log_is_delivered(ProcessStep::default())
+    }
+    #[test]
+    #[ignore = "needs event-log eventing"]
+    fn verify_event_log_any_json_events() {
+        event_log_is_delivered(ProcessStep::default())
+    }
+}
+
+/// ProxyTCK 2: server reflection lists itself then every discovered entity
+/// service sorted (no health, no v1), echoes host and request, answers an
+/// unknown symbol with an empty descriptor response, and completes.
+#[test]
+fn verify_that_the_proxy_supports_server_reflection() {
+    use massa::proto::grpc::reflection::v1alpha::{
+        server_reflection_request::MessageRequest as Rq, server_reflection_response::MessageResponse as Rs,
+        FileDescriptorResponse, ServerReflectionRequest, ServerReflectionResponse,
+    };
+    let t = action_tck::setup();
+    let (_, spec) = proxy_info(&t.interceptor);
+    let mut expected: Vec<String> = spec.entities.iter().map(|e| e.service_name.clone()).collect();
+    expected.sort();
+    expected.insert(0, "grpc.reflection.v1alpha.ServerReflection".into());
+    let requests = [Rq::ListServices(String::new()), Rq::ListServices("nonsense.blabla.".into()), Rq::FileContainingSymbol("nonsense.blabla.Void".into())]
+        .map(|r| ServerReflectionRequest { host: "tck-host".into(), message_request: Some(r) });
+    run(async {
+        let c = Client::new(t.massa.port);
+        let (_, msgs, status) = c
+            .call(
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                None,
+                requests.iter().map(massa::grpc::encode_prost).collect(),
+            )
+            .await;
+        status.expect("the stream completes");
+        let answers: Vec<_> = msgs.into_iter().map(|m| ServerReflectionResponse::decode(m).unwrap()).collect();
+        assert_eq!(answers.len(), 3);
+        for (answer, request) in answers.iter().zip(&requests) {
+            assert_eq!(answer.valid_host, "tck-host");
+            assert_eq!(answer.original_request.as_ref(), Some(request));
+        }
+        for answer in &answers[..2] {
+            let Some(Rs::ListServicesResponse(list)) = &answer.message_response else { panic!("{answer:?}") };
+            let names: Vec<_> = list.service.iter().map(|s| s.name.clone()).collect();
+            assert_eq!(names, expected);
+        }
+        assert_eq!(answers[2].message_response, Some(Rs::FileDescriptorResponse(FileDescriptorResponse::default())));
+    });
+}

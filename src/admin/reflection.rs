@@ -52,7 +52,8 @@ pub async fn serve(core: &Rc<Core>, version: Version, request: Request<RecvStrea
             Ok(r) => r,
             Err(e) => return End::Status(Status::new(Code::InvalidArgument, format!("bad ServerReflectionRequest: {e}"))),
         };
-        let response = answer(core.router.descriptors(), version, request);
+        let served: Vec<&str> = core.router.services().iter().map(|s| s.name.as_str()).collect();
+        let response = answer(core.router.descriptors(), &served, version, request);
         if responder.send_flow(Bytes::from(response.encode_to_vec())).await.is_err() {
             return End::ClientGone;
         }
@@ -60,14 +61,16 @@ pub async fn serve(core: &Rc<Core>, version: Version, request: Request<RecvStrea
 }
 
 /// The response to one reflection request; pure, so it is unit-tested.
-pub fn answer(pool: &DescriptorPool, version: Version, request: ServerReflectionRequest) -> ServerReflectionResponse {
+/// Answers one reflection request. `served` are the discovered entity
+/// services: the list names those, not every service in the descriptors.
+pub fn answer(pool: &DescriptorPool, served: &[&str], version: Version, request: ServerReflectionRequest) -> ServerReflectionResponse {
     let pools: Vec<&DescriptorPool> = match version {
         Version::V1alpha => vec![pool],
         Version::V1 => vec![pool, admin_pool()],
     };
     let message = match &request.message_request {
         None => error(Code::InvalidArgument, "empty reflection request"),
-        Some(MessageRequest::ListServices(_)) => list_services(pool, version),
+        Some(MessageRequest::ListServices(_)) => list_services(served, version),
         Some(MessageRequest::FileByFilename(name)) => {
             match pools.iter().find_map(|p| p.get_file_by_name(name)) {
                 Some(file) => files_response(file),
@@ -110,12 +113,12 @@ pub fn answer(pool: &DescriptorPool, version: Version, request: ServerReflection
     }
 }
 
-fn list_services(pool: &DescriptorPool, version: Version) -> MessageResponse {
+fn list_services(served: &[&str], version: Version) -> MessageResponse {
     let mut names: Vec<String> = match version {
         Version::V1alpha => vec!["grpc.reflection.v1alpha.ServerReflection".to_owned()],
         Version::V1 => vec!["grpc.health.v1.Health".to_owned(), "grpc.reflection.v1.ServerReflection".to_owned()],
     };
-    let mut entities: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+    let mut entities: Vec<String> = served.iter().map(|s| (*s).to_owned()).collect();
     entities.sort();
     entities.dedup();
     names.extend(entities);
@@ -182,7 +185,10 @@ mod tests {
     }
 
     fn ask(version: Version, req: MessageRequest) -> ServerReflectionResponse {
-        answer(&pool(), version, ServerReflectionRequest { host: "h".into(), message_request: Some(req) })
+        let pool = pool();
+        let names: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+        let served: Vec<&str> = names.iter().map(String::as_str).collect();
+        answer(&pool, &served, version, ServerReflectionRequest { host: "h".into(), message_request: Some(req) })
     }
 
     #[test]

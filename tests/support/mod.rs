@@ -132,8 +132,13 @@ impl Drop for TempDir {
 /// Starts the TCK model user function (`massa-tck-model`) on `port`,
 /// declaring the entity kinds Massa serves today.
 pub fn start_tck_model(port: u16) -> Proc {
+    start_tck_model_with(port, &["--only", "action,valueentity,eventsourced"])
+}
+
+/// Starts the TCK model user function with its own flags.
+pub fn start_tck_model_with(port: u16, flags: &[&str]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_massa-tck-model"));
-    cmd.args(["--port", &port.to_string(), "--only", "action,valueentity,eventsourced"]);
+    cmd.args(["--port", &port.to_string()]).args(flags);
     let p = Proc::spawn(cmd);
     p.must_log("listening on");
     p
