@@ -76,7 +76,13 @@ def plot(results):
     rows = list(csv.DictReader(open(os.path.join(results, "sweep.csv"))))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for name, style in [("direct", "k--"), ("massa", "C0-o"), ("haproxy", "C1-s"), ("nginx", "C2-^")]:
-        pts = sorted((float(r["achieved"]), float(r["p50_us"]), float(r["p99_us"])) for r in rows if r["name"] == name)
+        # A rate whose run produced no report (e.g. the proxy fell over) is skipped.
+        # Connected in offered-rate order: past saturation, achieved falls back.
+        pts = [
+            (float(r["achieved"]), float(r["p50_us"]), float(r["p99_us"]))
+            for r in sorted(rows, key=lambda r: float(r["rate"]))
+            if r["name"] == name and r["achieved"]
+        ]
         if not pts:
             continue
         xs = [p[0] / 1e3 for p in pts]
