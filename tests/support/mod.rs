@@ -38,6 +38,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns any command with stderr captured (killed on drop).
+    pub fn spawn_command(cmd: Command) -> Proc {
+        Proc::spawn(cmd)
+    }
+
     fn spawn(mut cmd: Command) -> Proc {
         let level = std::env::var("MASSA_TEST_LOG").unwrap_or_else(|_| "info".into());
         let echo = std::env::var_os("MASSA_TEST_LOG").is_some();
