@@ -6,7 +6,7 @@
 # its request count (-n) and h2load's own timeouts.
 #
 # usage: loadtest/passthrough.sh [runs=3] [requests=200000]
-# env: WORKERS (default 1), MASSA_ARGS (extra proxy flags, e.g.
+# env: WORKERS (default 1), PIN (1: pin as below; 0: nothing pinned), MASSA_ARGS (extra proxy flags, e.g.
 #      "--io-driver epoll"), CLIENTS/STREAMS (h2load -c/-m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +25,11 @@ python3 loadtest/grpc_body.py "$work"
 fn_port=18080; proxy_port=19000; admin_port=19090
 # Pinning (when 2+ CPUs): client and function share CPU 0, the proxy gets
 # CPU 1 to itself, so its CPU-seconds are its own.
+# PIN=0 runs everything unpinned (and Massa with --pin-workers false).
 pin_client="taskset -c 0"; pin_proxy="taskset -c 1"
-[ "$(nproc)" -ge 2 ] || { pin_client=""; pin_proxy=""; }
+if [ "$(nproc)" -lt 2 ] || [ "${PIN:-1}" = 0 ]; then
+  pin_client=""; pin_proxy=""; MASSA_ARGS="${MASSA_ARGS:-} --pin-workers false"
+fi
 $pin_client "$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
 fn_pid=$!
 $pin_proxy "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
