@@ -33,7 +33,7 @@ fn frames(c: &mut Criterion) {
                 || Decoder::new(1 << 24),
                 |mut d| {
                     d.push(wire.clone());
-                    d.next().unwrap().unwrap()
+                    d.next_message().unwrap().unwrap()
                 },
                 BatchSize::SmallInput,
             )
@@ -44,9 +44,9 @@ fn frames(c: &mut Criterion) {
                 || Decoder::new(1 << 24),
                 |mut d| {
                     d.push(first.clone());
-                    assert!(d.next().unwrap().is_none());
+                    assert!(d.next_message().unwrap().is_none());
                     d.push(second.clone());
-                    d.next().unwrap().unwrap()
+                    d.next_message().unwrap().unwrap()
                 },
                 BatchSize::SmallInput,
             )

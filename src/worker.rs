@@ -168,7 +168,7 @@ pub fn start(
         let mailbox = inboxes.next().expect("one mailbox per core");
         let thread = thread::Builder::new()
             .name(format!("massa-core-{id}"))
-            .spawn(move || run(id, cpu, addr, shared, router, wiring, inbox, mailbox, bound_tx))
+            .spawn(move || run(id, cpu, addr, shared, router, wiring, Channels { inbox, mailbox, bound: bound_tx }))
             .map_err(|e| format!("spawning worker {id}: {e}"))?;
         workers.push(Worker { control, thread });
     }
@@ -183,17 +183,16 @@ pub fn start(
     Ok(workers)
 }
 
-fn run(
-    id: usize,
-    cpu: Option<usize>,
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    router: Arc<Router>,
-    wiring: Arc<Wiring>,
+/// What one worker thread receives on: control messages, other cores'
+/// commands, and where it reports its start-up.
+struct Channels {
     inbox: flume::Receiver<Control>,
     mailbox: flume::Receiver<Envelope>,
     bound: std::sync::mpsc::Sender<Result<&'static str, String>>,
-) {
+}
+
+fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, router: Arc<Router>, wiring: Arc<Wiring>, channels: Channels) {
+    let Channels { inbox, mailbox, bound } = channels;
     if let Some(cpu) = cpu {
         if let Err(e) = runtime::pin_to(cpu) {
             warn!(worker = id, error = %e, "could not pin worker");

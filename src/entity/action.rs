@@ -169,10 +169,8 @@ async fn relay(core: &Rc<Core>, route: &MethodRoute, response: ResponseFuture, r
         };
         match resolve(core, response, &route.path, 0).await {
             Ok(Some(reply)) => {
-                if !responder.started() {
-                    if responder.send_headers(metadata::to_headers(reply.metadata.as_ref())).is_err() {
-                        return End::ClientGone;
-                    }
+                if !responder.started() && responder.send_headers(metadata::to_headers(reply.metadata.as_ref())).is_err() {
+                    return End::ClientGone;
                 }
                 let payload = reply.payload.map(|p| p.value).unwrap_or_default();
                 if let Err(e) = responder.send_flow(payload).await {

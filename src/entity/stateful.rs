@@ -252,7 +252,7 @@ fn start(core: &Rc<Core>, service: usize, entity_id: String, tick: u64) -> flume
 /// How one stream to the function ended.
 enum End {
     /// Idle or evicted; the state goes to the hot cache.
-    Passivated(Stream, Option<Cached>),
+    Passivated(Box<Stream>, Option<Cached>),
     /// Re-activate now, from the state this session knew.
     Restart(Option<Cached>),
     Crashed(Status),
@@ -360,11 +360,11 @@ async fn session(
         busy.set(false);
         let msg = monoio::select! {
             msg = rx.recv_async() => msg,
-            _ = monoio::time::sleep(idle) => return End::Passivated(stream, session.into_cached()),
+            _ = monoio::time::sleep(idle) => return End::Passivated(Box::new(stream), session.into_cached()),
         };
         let cmd = match msg {
             Ok(Msg::Command(cmd)) => cmd,
-            Ok(Msg::Passivate) | Err(_) => return End::Passivated(stream, session.into_cached()),
+            Ok(Msg::Passivate) | Err(_) => return End::Passivated(Box::new(stream), session.into_cached()),
         };
         busy.set(true);
         let route = &core.router.routes()[cmd.route];

@@ -44,7 +44,7 @@ impl MessageReader {
     /// The next message, or `None` once the peer half-closed cleanly.
     pub async fn message(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
-            if let Some(m) = self.decoder.next().map_err(ReadError::Frame)? {
+            if let Some(m) = self.decoder.next_message().map_err(ReadError::Frame)? {
                 return Ok(Some(m));
             }
             if self.eof {

@@ -83,7 +83,7 @@ impl Decoder {
     }
 
     /// The next whole message, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+    pub fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
         if !self.spill.is_empty() {
             let Some(len) = header(&self.spill, self.max)? else { return Ok(None) };
             if self.spill.len() < HEADER_LEN + len {
@@ -145,7 +145,7 @@ mod tests {
 
     fn drain(d: &mut Decoder) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        while let Some(m) = d.next().unwrap() {
+        while let Some(m) = d.next_message().unwrap() {
             out.push(m.to_vec());
         }
         out
@@ -173,7 +173,7 @@ mod tests {
         let wire = Bytes::from(framed(&[b"abc", b"defg"]));
         let mut d = Decoder::new(100);
         d.push(wire.clone());
-        let m = d.next().unwrap().unwrap();
+        let m = d.next_message().unwrap().unwrap();
         assert_eq!(m.as_ptr(), wire[HEADER_LEN..].as_ptr());
     }
 
@@ -181,16 +181,16 @@ mod tests {
     fn rejects_bad_frames() {
         let mut d = Decoder::new(4);
         d.push(Bytes::from_static(&[0, 0, 0, 0, 5, 1, 2, 3, 4, 5]));
-        assert_eq!(d.next(), Err(FrameError::TooLarge { len: 5, max: 4 }));
+        assert_eq!(d.next_message(), Err(FrameError::TooLarge { len: 5, max: 4 }));
         let mut d = Decoder::new(4);
         d.push(Bytes::from_static(&[1, 0, 0, 0, 1, 9]));
-        assert_eq!(d.next(), Err(FrameError::Compressed));
+        assert_eq!(d.next_message(), Err(FrameError::Compressed));
         let mut d = Decoder::new(4);
         d.push(Bytes::from_static(&[2, 0, 0, 0, 1, 9]));
-        assert_eq!(d.next(), Err(FrameError::BadFlag(2)));
+        assert_eq!(d.next_message(), Err(FrameError::BadFlag(2)));
         let mut d = Decoder::new(4);
         d.push(Bytes::from_static(&[0, 0, 0, 0, 3, 9]));
-        assert_eq!(d.next(), Ok(None));
+        assert_eq!(d.next_message(), Ok(None));
         assert_eq!(d.finish(), Err(FrameError::Truncated { have: 6 }));
     }
 }
