@@ -212,6 +212,7 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         let core = Rc::new(Core::new(id, shared, router, &wiring));
         drop(wiring);
         monoio::spawn(stateful::serve_mailbox(core.clone(), mailbox));
+        monoio::spawn(stateful::sweep_idle(core.clone()));
         monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone()));
         while let Ok(msg) = inbox.recv_async().await {
             match msg {

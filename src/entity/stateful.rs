@@ -12,7 +12,7 @@ use std::{
     cell::{Cell, RefCell},
     collections::HashMap,
     rc::Rc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -121,7 +121,21 @@ struct Handle {
     tx: flume::Sender<Msg>,
     generation: u64,
     last_used: Cell<u64>,
-    busy: Rc<Cell<bool>>,
+    idle: Rc<Idle>,
+    /// Passivate after this long idle.
+    timeout: Duration,
+}
+
+/// An entity's idleness, shared between its task and the core's sweeper.
+/// One sweeper per core replaces a timer armed and dropped per entity per
+/// command, and a passivation request can no longer strand commands queued
+/// behind it.
+#[derive(Default)]
+struct Idle {
+    busy: Cell<bool>,
+    since: Cell<Option<Instant>>,
+    /// A Passivate is on its way (not sent twice).
+    asked: Cell<bool>,
 }
 
 /// A core's active entities, by (service index, entity id).
@@ -159,9 +173,45 @@ impl Entities {
         if active.len() < cap {
             return;
         }
-        if let Some(lru) = active.values().filter(|h| !h.busy.get()).min_by_key(|h| h.last_used.get()) {
-            let _ = lru.tx.try_send(Msg::Passivate);
+        if let Some(lru) = active.values().filter(|h| !h.idle.busy.get()).min_by_key(|h| h.last_used.get()) {
+            lru.ask_to_passivate();
         }
+    }
+
+    /// Asks every entity idle past its timeout to passivate.
+    fn sweep(&self, now: Instant) {
+        for h in self.active.borrow().values() {
+            let idle_for = h.idle.since.get().map(|t| now.saturating_duration_since(t));
+            if !h.idle.busy.get() && idle_for.is_some_and(|d| d >= h.timeout) {
+                h.ask_to_passivate();
+            }
+        }
+    }
+}
+
+impl Handle {
+    fn ask_to_passivate(&self) {
+        if !self.idle.asked.replace(true) && self.tx.try_send(Msg::Passivate).is_err() {
+            self.idle.asked.set(false);
+        }
+    }
+}
+
+/// Passivates idle entities on this core, checking a few times per the
+/// shortest passivation timeout of the served entity types.
+pub async fn sweep_idle(core: Rc<Core>) {
+    let shortest = core
+        .router
+        .services()
+        .iter()
+        .filter(|s| matches!(s.kind, EntityKind::EventSourced | EntityKind::ValueEntity))
+        .map(|s| s.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout))
+        .min();
+    let Some(shortest) = shortest else { return };
+    let every = (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    loop {
+        monoio::time::sleep(every).await;
+        core.entities.sweep(Instant::now());
     }
 }
 
@@ -238,14 +288,16 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
 fn start(core: &Rc<Core>, service: usize, entity_id: String, tick: u64) -> flume::Sender<Msg> {
     core.entities.make_room(core.shared.config.max_active_entities_per_core);
     let (tx, rx) = flume::bounded(core.shared.config.entity_queue);
-    let busy = Rc::new(Cell::new(false));
+    let idle = Rc::new(Idle::default());
     let generation = tick;
+    let svc = &core.router.services()[service];
+    let timeout = svc.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout);
     core.entities.active.borrow_mut().insert(
         (service, entity_id.clone()),
-        Handle { tx: tx.clone(), generation, last_used: Cell::new(tick), busy: busy.clone() },
+        Handle { tx: tx.clone(), generation, last_used: Cell::new(tick), idle: idle.clone(), timeout },
     );
     core.metrics.entity_activated();
-    monoio::spawn(run(core.clone(), service, entity_id, rx, generation, busy));
+    monoio::spawn(run(core.clone(), service, entity_id, rx, generation, idle));
     tx
 }
 
@@ -293,13 +345,12 @@ impl Stream {
     }
 }
 
-async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Receiver<Msg>, generation: u64, busy: Rc<Cell<bool>>) {
+async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let svc = core.router.services()[service].clone();
-    let idle = svc.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout);
     let key = (service, entity_id.clone());
     let mut cached = core.cache.borrow_mut().take(&key);
     let end = loop {
-        match session(&core, &svc, &entity_id, &rx, idle, &busy, cached).await {
+        match session(&core, &svc, &entity_id, &rx, &idle, cached).await {
             End::Restart(state) => cached = state,
             end => break end,
         }
@@ -334,8 +385,7 @@ async fn session(
     svc: &EntityService,
     entity_id: &str,
     rx: &flume::Receiver<Msg>,
-    idle: Duration,
-    busy: &Cell<bool>,
+    idle: &Idle,
     cached: Option<Cached>,
 ) -> End {
     let max = core.max_message_size();
@@ -357,16 +407,21 @@ async fn session(
     }
     let mut next_id = 1i64;
     loop {
-        busy.set(false);
-        let msg = monoio::select! {
-            msg = rx.recv_async() => msg,
-            _ = monoio::time::sleep(idle) => return End::Passivated(Box::new(stream), session.into_cached()),
-        };
-        let cmd = match msg {
+        idle.busy.set(false);
+        idle.since.set(Some(Instant::now()));
+        let cmd = match rx.recv_async().await {
             Ok(Msg::Command(cmd)) => cmd,
+            // Commands that arrived after the request win: stay active. Once
+            // it passivates, `run` leaves the registry before anything
+            // awaits, so no command can land in this queue after it.
+            Ok(Msg::Passivate) if !rx.is_empty() => {
+                idle.asked.set(false);
+                continue;
+            }
             Ok(Msg::Passivate) | Err(_) => return End::Passivated(Box::new(stream), session.into_cached()),
         };
-        busy.set(true);
+        idle.asked.set(false);
+        idle.busy.set(true);
         let route = &core.router.routes()[cmd.route];
         let id = next_id;
         next_id += 1;
