@@ -16,6 +16,9 @@
 //!        ─► dispatch (route by path, deadline, metrics)
 //!        ─► entity::action (wrap bytes as Any, call ActionProtocol on
 //!           core N's user-function pool)
+//!           or entity::stateful (read the entity id from the bytes; run the
+//!           command on the owning core, crossing over once by mailbox;
+//!           persist through that core's storage thread before answering)
 //!        ─► effects (side effects, then reply / failure / forward)
 //!        ─► grpc::Responder (message, trailers)
 //! ```
@@ -30,7 +33,10 @@
 //! - [`dispatch`]: the public port's per-call lifecycle.
 //! - [`discovery`]: `discover`, spec validation, the routing table.
 //! - [`userfn`]: h2 client pool to the user function.
-//! - [`entity`]: serving methods by entity kind (actions today).
+//! - [`entity`]: serving methods by entity kind: actions, event-sourced and
+//!   value entities, entity keys, the per-core hot cache.
+//! - [`shard`]: which core owns an entity; cross-core mailboxes.
+//! - [`store`]: RocksDB and in-memory stores, storage threads, group commit.
 //! - [`effects`]: forwards and side effects.
 //! - [`admin`]: admin HTTP port, metrics, gRPC health and reflection.
 //! - [`proto`]: generated protocol types.
