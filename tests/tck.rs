@@ -887,58 +887,217 @@ mod entity_tck {
 }
 
 // ---------------------------------------------------------------------------
-// CrdtEntityTCK (6): Massa has no CRDT entities yet. Each check is present
-// and asserts the capability's entry point against the model's real
-// services; the full message sequences are ported together with the
-// capability (proto/tck/README.md §3). EventingTCK (3) is ported in full.
+// CrdtEntityTCK (6) and EventingTCK (3): Massa has no CRDT entities and no
+// eventing yet; these run with `--run-ignored` and stop at the missing
+// capability. CRDT 1, 3, 5, 6 and all of eventing are ported in full; CRDT
+// 2 (GSet forwards) and 4 (Vote subscriptions) assert only the entry point
+// until CRDTs exist (proto/tck/README.md §3 has their sequences).
 
 mod crdt_tck {
     use super::*;
+    use massa::grpc::{encode_prost, Code, Status};
+    use massa::proto::cloudstate::crdt::{
+        crdt_delta, crdt_state_action, crdt_stream_in::Message as In, crdt_stream_out::Message as Out, CrdtDelete,
+        CrdtDelta, CrdtInit, CrdtReply, CrdtStateAction, CrdtStreamIn, CrdtStreamOut, GCounterDelta, PnCounterDelta,
+    };
+    use massa::proto::cloudstate::tck::model::crdt::{
+        request_action::Action as A, state::Value, update::Update as U, Delete, Fail, GCounterUpdate, GCounterValue,
+        PnCounterUpdate, PnCounterValue, Request, RequestAction, Response, State, Update,
+    };
+    use massa::proto::cloudstate::{client_action::Action, ClientAction, Command, Failure, Reply};
+    use support::interceptor::Connection;
 
-    /// Massa must accept the CRDT model at discovery and serve its calls.
-    fn crdt_is_served() {
+    const S: &str = "cloudstate.tck.model.crdt.CrdtTckModel";
+    const K: &str = "cloudstate.tck.model.crdt.CrdtConfigured";
+    const HANDLE: &str = "/cloudstate.crdt.Crdt/handle";
+
+    struct Crdt {
+        _function: Proc,
+        interceptor: Interceptor,
+        massa: Massa,
+    }
+
+    /// The CRDT model behind the interceptor. Today Massa refuses CRDT
+    /// entities at discovery, so this is where these checks stop.
+    fn setup() -> Crdt {
         let fn_port = free_port();
-        let _f = start_tck_model_with(fn_port, &["--only", "crdt"]);
-        let mut m = spawn_massa(fn_port, &["--store", "memory"]);
+        let function = start_tck_model_with(fn_port, &["--only", "crdt"]);
+        let interceptor = Interceptor::start(fn_port);
+        let mut massa = spawn_massa(interceptor.port, &["--store", "memory"]);
         let ready = (0..400).any(|_| {
-            if let Ok(Some(_)) = m.proc.child.try_wait() {
-                panic!("massa refused the CRDT model:\n{}", m.proc.log());
+            if let Ok(Some(_)) = massa.proc.child.try_wait() {
+                panic!("massa refused the CRDT model:\n{}", massa.proc.log());
             }
             std::thread::sleep(Duration::from_millis(50));
-            http_get(m.admin, "/health/ready").is_some_and(|(s, _)| s == 200)
+            http_get(massa.admin, "/health/ready").is_some_and(|(s, _)| s == 200)
         });
         assert!(ready, "massa never became ready");
+        let _ = &mut massa;
+        Crdt { _function: function, interceptor, massa }
+    }
+
+    fn fresh(kind: &str) -> String {
+        format!("{kind}-{}", free_port())
+    }
+    fn q(id: &str, actions: Vec<A>) -> Request {
+        Request { id: id.into(), actions: actions.into_iter().map(|a| RequestAction { action: Some(a) }).collect() }
+    }
+    fn pn(change: i64) -> A {
+        A::Update(Update { update: Some(U::Pncounter(PnCounterUpdate { change })), ..Default::default() })
+    }
+    fn state(value: Value) -> Response {
+        Response { state: Some(State { value: Some(value) }) }
+    }
+    fn any(name: &str, m: &impl Message) -> massa::proto::google::protobuf::Any {
+        super::action_tck::any(name, m)
+    }
+    fn rq(r: &Request) -> massa::proto::google::protobuf::Any {
+        any("cloudstate.tck.model.crdt.Request", r)
+    }
+    fn init(service: &str, id: &str) -> CrdtStreamIn {
+        CrdtStreamIn { message: Some(In::Init(CrdtInit { service_name: service.into(), entity_id: id.into(), delta: None })) }
+    }
+    fn cmd(id: &str, n: i64, name: &str, r: &Request) -> CrdtStreamIn {
+        let c = Command { entity_id: id.into(), id: n, name: name.into(), payload: Some(rq(r)), streamed: false, metadata: None };
+        CrdtStreamIn { message: Some(In::Command(c)) }
+    }
+    fn delta(d: crdt_delta::Delta) -> Option<CrdtStateAction> {
+        Some(CrdtStateAction { write_consistency: 0, action: Some(crdt_state_action::Action::Update(CrdtDelta { delta: Some(d) })) })
+    }
+    fn delete() -> Option<CrdtStateAction> {
+        Some(CrdtStateAction { write_consistency: 0, action: Some(crdt_state_action::Action::Delete(CrdtDelete {})) })
+    }
+    fn rep(n: i64, answer: &Response, action: Option<CrdtStateAction>) -> CrdtStreamOut {
+        let payload = Some(any("cloudstate.tck.model.crdt.Response", answer));
+        let client_action = Some(ClientAction { action: Some(Action::Reply(Reply { payload, metadata: None })) });
+        let reply = CrdtReply { command_id: n, client_action, side_effects: vec![], state_action: action, streamed: false };
+        CrdtStreamOut { message: Some(Out::Reply(reply)) }
+    }
+    fn input(c: &Connection, k: usize) -> CrdtStreamIn {
+        let Event::Message(m) = &c.input[k] else { panic!("{:?}", c.input[k]) };
+        CrdtStreamIn::decode(m.clone()).unwrap()
+    }
+    fn output(c: &Connection, k: usize) -> CrdtStreamOut {
+        let Event::Message(m) = &c.output[k] else { panic!("{:?}", c.output[k]) };
+        CrdtStreamOut::decode(m.clone()).unwrap()
+    }
+
+    impl Crdt {
+        fn process(&self, service: &str, method: &str, r: &Request) -> Result<Response, Status> {
+            run(async {
+                let c = Client::new(self.massa.port);
+                let (_, msgs, status) = c.call(&format!("/{service}/{method}"), None, vec![encode_prost(r)]).await;
+                status?;
+                Ok(Response::decode(msgs[0].clone()).unwrap())
+            })
+        }
+        /// The entity stream (the only connection after discovery) once it
+        /// has `n` in and `m` out messages.
+        fn stream(&self, n: usize, m: usize) -> Connection {
+            let c = self
+                .interceptor
+                .recorder
+                .wait(EXPECT, |calls| calls.get(1).filter(|c| c.input.len() >= n && c.output.len() >= m).cloned())
+                .expect("the entity stream");
+            assert_eq!(c.path, HANDLE);
+            c
+        }
+        fn closed(&self, within: Duration) -> bool {
+            self.interceptor
+                .recorder
+                .wait(within, |calls| {
+                    let c = calls.get(1)?;
+                    (c.input.last() == Some(&Event::Complete) && c.output.last() == Some(&Event::Complete)).then_some(())
+                })
+                .is_some()
+        }
     }
 
     #[test]
     #[ignore = "needs CRDT entities"]
-    fn verify_gcounter_pncounter_gset_orset_lwwregister_flag_ormap_vote_state_changes() {
-        crdt_is_served()
+    fn verify_state_changes() {
+        let t = setup();
+        let id = fresh("PNCounter");
+        let steps = [(vec![], 0, None), (vec![pn(1), pn(-2), pn(3)], 2, Some(2)), (vec![pn(4), pn(-5), pn(6)], 7, Some(5))];
+        for (n, (actions, value, change)) in steps.into_iter().enumerate() {
+            let r = q(&id, actions);
+            let expected = state(Value::Pncounter(PnCounterValue { value }));
+            assert_eq!(t.process(S, "Process", &r).unwrap(), expected);
+            let c = t.stream(n + 2, n + 1);
+            if n == 0 {
+                assert_eq!(input(&c, 0), init(S, &id), "no delta in init");
+            }
+            let k = n as i64 + 1;
+            assert_eq!(input(&c, n + 1), cmd(&id, k, "Process", &r));
+            let action = change.and_then(|change| delta(crdt_delta::Delta::Pncounter(PnCounterDelta { change })));
+            assert_eq!(output(&c, n), rep(k, &expected, action));
+        }
+        let r = q(&id, vec![A::Delete(Delete {})]);
+        let expected = state(Value::Pncounter(PnCounterValue { value: 7 }));
+        assert_eq!(t.process(S, "Process", &r).unwrap(), expected);
+        assert_eq!(output(&t.stream(5, 4), 3), rep(4, &expected, delete()));
+        assert!(t.closed(EXPECT), "the stream closes after the delete");
     }
+
     #[test]
     #[ignore = "needs CRDT entities"]
     fn verify_crdt_forwards_and_side_effects() {
-        crdt_is_served()
+        // Entry point only; the GSet sequence (proto/tck/README.md §3) is
+        // ported with the capability.
+        setup();
     }
+
     #[test]
     #[ignore = "needs CRDT entities"]
-    fn verify_crdt_failures() {
-        crdt_is_served()
+    fn verify_failures() {
+        let t = setup();
+        let id = fresh("GCounter");
+        let inc = A::Update(Update { update: Some(U::Gcounter(GCounterUpdate { increment: 42 })), ..Default::default() });
+        let r1 = q(&id, vec![inc]);
+        let g42 = state(Value::Gcounter(GCounterValue { value: 42 }));
+        assert_eq!(t.process(S, "Process", &r1).unwrap(), g42);
+        let action = delta(crdt_delta::Delta::Gcounter(GCounterDelta { increment: 42 }));
+        assert_eq!(output(&t.stream(2, 1), 0), rep(1, &g42, action));
+        let r2 = q(&id, vec![A::Fail(Fail { message: "expected failure".into() })]);
+        let err = t.process(S, "Process", &r2).unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "expected failure"));
+        let failure = Failure { command_id: 2, description: "expected failure".into(), restart: false };
+        let client_action = Some(ClientAction { action: Some(Action::Failure(failure)) });
+        let expected = CrdtReply { command_id: 2, client_action, side_effects: vec![], state_action: None, streamed: false };
+        assert_eq!(output(&t.stream(3, 2), 1), CrdtStreamOut { message: Some(Out::Reply(expected)) });
+        assert_eq!(t.process(S, "Process", &q(&id, vec![A::Delete(Delete {})])).unwrap(), g42);
+        assert_eq!(output(&t.stream(4, 3), 2), rep(3, &g42, delete()));
+        assert!(t.closed(EXPECT), "the stream closes after the delete");
     }
+
     #[test]
     #[ignore = "needs CRDT entities"]
-    fn verify_crdt_streamed_subscriptions_and_cancellation() {
-        crdt_is_served()
+    fn verify_streamed_responses_for_connection_tracking() {
+        // Entry point only; the Vote subscription/cancellation sequence
+        // (proto/tck/README.md §3) is ported with the capability.
+        setup();
     }
+
     #[test]
-    #[ignore = "needs CRDT entities"]
+    #[ignore = "needs CRDT entities and HTTP/JSON transcoding"]
     fn verify_crdt_http_api() {
-        crdt_is_served()
+        let t = setup();
+        let id = fresh("PNCounter");
+        let (status, body) = http_post_json(t.massa.port, &format!("/tck/model/crdt/{id}"), "{}").expect("an HTTP answer");
+        assert_eq!((status, body.as_str()), (200, r#"{"state":{"pncounter":{"value":"0"}}}"#));
     }
+
     #[test]
     #[ignore = "needs CRDT entities"]
-    fn verify_crdt_passivation_timeout() {
-        crdt_is_served()
+    fn verify_passivation_timeout() {
+        let t = setup();
+        let id = fresh("Configured");
+        let r = q(&id, vec![]);
+        assert_eq!(t.process(K, "Call", &r).unwrap(), Response::default());
+        let c = t.stream(2, 1);
+        assert_eq!(input(&c, 0), init(K, &id));
+        assert_eq!(input(&c, 1), cmd(&id, 1, "Call", &r));
+        assert!(t.closed(Duration::from_secs(2)), "closed in both directions within 2 s");
     }
 }
 
