@@ -889,9 +889,9 @@ mod entity_tck {
 // ---------------------------------------------------------------------------
 // CrdtEntityTCK (6) and EventingTCK (3): Massa has no CRDT entities and no
 // eventing yet; these run with `--run-ignored` and stop at the missing
-// capability. CRDT 1, 3, 5, 6 and all of eventing are ported in full; CRDT
-// 2 (GSet forwards) and 4 (Vote subscriptions) assert only the entry point
-// until CRDTs exist (proto/tck/README.md §3 has their sequences).
+// capability. All are ported in full from proto/tck/README.md §3; they
+// cannot have run against a proxy yet, so expect to adjust details when
+// CRDTs and eventing land.
 
 mod crdt_tck {
     use super::*;
@@ -991,22 +991,35 @@ mod crdt_tck {
                 Ok(Response::decode(msgs[0].clone()).unwrap())
             })
         }
-        /// The entity stream (the only connection after discovery) once it
-        /// has `n` in and `m` out messages.
+        /// The first entity stream (connection #1) once it has `n` in and
+        /// `m` out messages.
         fn stream(&self, n: usize, m: usize) -> Connection {
+            self.stream_at(1, n, m)
+        }
+        fn stream_at(&self, i: usize, n: usize, m: usize) -> Connection {
             let c = self
                 .interceptor
                 .recorder
-                .wait(EXPECT, |calls| calls.get(1).filter(|c| c.input.len() >= n && c.output.len() >= m).cloned())
-                .expect("the entity stream");
+                .wait(EXPECT, |calls| calls.get(i).filter(|c| c.input.len() >= n && c.output.len() >= m).cloned())
+                .unwrap_or_else(|| panic!("entity stream #{i}: {:?}", self.interceptor.recorder.snapshot().get(i)));
             assert_eq!(c.path, HANDLE);
             c
         }
+        /// [`stream_at`](Self::stream_at) from inside a `run`.
+        async fn stream_async(&self, i: usize, n: usize, m: usize) -> Connection {
+            eventually("the entity stream", || async {
+                self.interceptor.recorder.snapshot().get(i).filter(|c| c.input.len() >= n && c.output.len() >= m).cloned()
+            })
+            .await
+        }
         fn closed(&self, within: Duration) -> bool {
+            self.closed_at(1, within)
+        }
+        fn closed_at(&self, i: usize, within: Duration) -> bool {
             self.interceptor
                 .recorder
                 .wait(within, |calls| {
-                    let c = calls.get(1)?;
+                    let c = calls.get(i)?;
                     (c.input.last() == Some(&Event::Complete) && c.output.last() == Some(&Event::Complete)).then_some(())
                 })
                 .is_some()
@@ -1041,10 +1054,48 @@ mod crdt_tck {
 
     #[test]
     #[ignore = "needs CRDT entities"]
-    fn verify_crdt_forwards_and_side_effects() {
-        // Entry point only; the GSet sequence (proto/tck/README.md §3) is
-        // ported with the capability.
-        setup();
+    fn verify_forwards_and_side_effects() {
+        use massa::proto::cloudstate::tck::model::crdt::{Effect, Forward as Fwd, GSetUpdate, GSetValue};
+        use massa::proto::cloudstate::{Forward, SideEffect};
+        const T: &str = "cloudstate.tck.model.crdt.CrdtTwo";
+        let t = setup();
+        let id = fresh("GSet");
+        let two = q(&id, vec![]);
+        let gs = state(Value::Gset(GSetValue { elements: vec!["one".into()] }));
+        let add = A::Update(Update { update: Some(U::Gset(GSetUpdate { add: "one".into() })), ..Default::default() });
+        assert_eq!(t.process(S, "Process", &q(&id, vec![add])).unwrap(), gs);
+        let pstr = massa::proto::google::protobuf::Any { type_url: "p.cloudstate.io/string".into(), value: vec![0x0a, 3, b'o', b'n', b'e'].into() };
+        let added = delta(crdt_delta::Delta::Gset(massa::proto::cloudstate::crdt::GSetDelta { added: vec![pstr] }));
+        let c1 = t.stream(2, 1);
+        assert_eq!(input(&c1, 0), init(S, &id));
+        assert_eq!(output(&c1, 0), rep(1, &gs, added));
+        // Forward: the reply comes from CrdtTwo on a new stream.
+        let fwd = q(&id, vec![A::Forward(Fwd { id: id.clone() })]);
+        assert_eq!(t.process(S, "Process", &fwd).unwrap(), Response::default());
+        let forward = Forward { service_name: T.into(), command_name: "Call".into(), payload: Some(rq(&two)), metadata: None };
+        let client_action = Some(ClientAction { action: Some(Action::Forward(forward)) });
+        let expected = CrdtReply { command_id: 2, client_action, side_effects: vec![], state_action: None, streamed: false };
+        assert_eq!(output(&t.stream(3, 2), 1), CrdtStreamOut { message: Some(Out::Reply(expected)) });
+        let c2 = t.stream_at(2, 2, 1);
+        assert_eq!(input(&c2, 0), init(T, &id));
+        assert_eq!(input(&c2, 1), cmd(&id, 1, "Call", &two));
+        assert_eq!(output(&c2, 0), rep(1, &Response::default(), None));
+        // Side effect: reuses c2.
+        let eff = q(&id, vec![A::Effect(Effect { id: id.clone(), synchronous: false })]);
+        assert_eq!(t.process(S, "Process", &eff).unwrap(), gs);
+        let effect = SideEffect { service_name: T.into(), command_name: "Call".into(), payload: Some(rq(&two)), synchronous: false, metadata: None };
+        let Some(Out::Reply(mut with_effect)) = rep(3, &gs, None).message else { unreachable!() };
+        with_effect.side_effects = vec![effect];
+        assert_eq!(output(&t.stream(4, 3), 2), CrdtStreamOut { message: Some(Out::Reply(with_effect)) });
+        assert_eq!(input(&t.stream_at(2, 3, 2), 2), cmd(&id, 2, "Call", &two));
+        // Deletes close each stream.
+        let del = q(&id, vec![A::Delete(Delete {})]);
+        assert_eq!(t.process(S, "Process", &del).unwrap(), gs);
+        assert_eq!(output(&t.stream(5, 4), 3), rep(4, &gs, delete()));
+        assert!(t.closed(EXPECT), "c1 closes after its delete");
+        assert_eq!(t.process(T, "Call", &del).unwrap(), Response::default());
+        assert_eq!(output(&t.stream_at(2, 4, 3), 2), rep(3, &Response::default(), delete()));
+        assert!(t.closed_at(2, EXPECT), "c2 closes after its delete");
     }
 
     #[test]
@@ -1070,12 +1121,95 @@ mod crdt_tck {
         assert!(t.closed(EXPECT), "the stream closes after the delete");
     }
 
+    /// The next element of a server stream, as a CRDT model response.
+    async fn next(r: &mut massa::userfn::CallResponse) -> Response {
+        Response::decode(r.message().await.unwrap().unwrap()).unwrap()
+    }
+
     #[test]
     #[ignore = "needs CRDT entities"]
     fn verify_streamed_responses_for_connection_tracking() {
-        // Entry point only; the Vote subscription/cancellation sequence
-        // (proto/tck/README.md §3) is ported with the capability.
-        setup();
+        use massa::proto::cloudstate::crdt::{CrdtStreamCancelledResponse, CrdtStreamedMessage, VoteDelta};
+        use massa::proto::cloudstate::tck::model::crdt::{StreamedRequest, VoteUpdate, VoteValue};
+        use massa::proto::cloudstate::StreamCancelled;
+        let t = setup();
+        let id = fresh("Vote");
+        let vote = |self_vote, votes_for, total_voters| state(Value::Vote(VoteValue { self_vote, votes_for, total_voters }));
+        let (st0, st1) = (vote(false, 0, 1), vote(true, 1, 1));
+        let vote_update = |self_vote| Some(Update { update: Some(U::Vote(VoteUpdate { self_vote })), ..Default::default() });
+        let answer = |r: &Response| Some(ClientAction { action: Some(Action::Reply(Reply { payload: Some(any("cloudstate.tck.model.crdt.Response", r)), metadata: None })) });
+        let cmds = |n: i64, r: &StreamedRequest| {
+            let payload = Some(any("cloudstate.tck.model.crdt.StreamedRequest", r));
+            let c = Command { entity_id: id.clone(), id: n, name: "ProcessStreamed".into(), payload, streamed: true, metadata: None };
+            CrdtStreamIn { message: Some(In::Command(c)) }
+        };
+        let streamed = |n: i64, r: &Response| {
+            let m = CrdtStreamedMessage { command_id: n, client_action: answer(r), side_effects: vec![], end_stream: false };
+            CrdtStreamOut { message: Some(Out::StreamedMessage(m)) }
+        };
+        let cancelled = |n: i64| CrdtStreamIn { message: Some(In::StreamCancelled(StreamCancelled { entity_id: id.clone(), id: n })) };
+        let path = format!("/{S}/ProcessStreamed");
+        run(async {
+            let c = Client::new(t.massa.port);
+            let pool = c.pool();
+            let monitor_req = StreamedRequest { id: id.clone(), ..Default::default() };
+            let (mut monitor_send, monitor) = pool.open(&pool.uri(&path), None).await.unwrap();
+            monitor_send.send_data(encode_prost(&monitor_req), true).unwrap();
+            let mut monitor = massa::userfn::CallResponse::open(monitor, 1 << 20).await.unwrap();
+            assert_eq!(next(&mut monitor).await, st0);
+            let c1 = t.stream_async(1, 2, 1).await;
+            assert_eq!(input(&c1, 0), init(S, &id));
+            assert_eq!(input(&c1, 1), cmds(1, &monitor_req));
+            let first = CrdtReply { command_id: 1, client_action: answer(&st0), side_effects: vec![], state_action: None, streamed: true };
+            assert_eq!(output(&c1, 0), CrdtStreamOut { message: Some(Out::Reply(first)) });
+
+            let connect_req = StreamedRequest {
+                id: id.clone(),
+                cancel_update: vote_update(false),
+                initial_update: vote_update(true),
+                empty: true,
+                ..Default::default()
+            };
+            let (mut connect_send, connect) = pool.open(&pool.uri(&path), None).await.unwrap();
+            connect_send.send_data(encode_prost(&connect_req), true).unwrap();
+            assert_eq!(next(&mut monitor).await, st1);
+            let c1 = t.stream_async(1, 3, 3).await;
+            assert_eq!(input(&c1, 2), cmds(2, &connect_req));
+            let joined = delta(crdt_delta::Delta::Vote(VoteDelta { self_vote: true, votes_for: 0, total_voters: 0 }));
+            let second = CrdtReply { command_id: 2, client_action: None, side_effects: vec![], state_action: joined, streamed: true };
+            assert_eq!(output(&c1, 1), CrdtStreamOut { message: Some(Out::Reply(second)) });
+            assert_eq!(output(&c1, 2), streamed(1, &st1));
+
+            // `connect` receives nothing (100 ms), then is cancelled, which
+            // runs its cancel update.
+            let silent = monoio::time::timeout(Duration::from_millis(100), async {
+                let mut r = massa::userfn::CallResponse::open(connect, 1 << 20).await?;
+                r.message().await
+            })
+            .await;
+            assert!(silent.is_err(), "connect must stay open and silent, got {silent:?}");
+            connect_send.send_reset(h2::Reason::CANCEL);
+            assert_eq!(next(&mut monitor).await, st0);
+            let c1 = t.stream_async(1, 4, 5).await;
+            assert_eq!(input(&c1, 3), cancelled(2));
+            let left = delta(crdt_delta::Delta::Vote(VoteDelta { self_vote: false, votes_for: 0, total_voters: 0 }));
+            let response = CrdtStreamCancelledResponse { command_id: 2, side_effects: vec![], state_action: left };
+            assert_eq!(output(&c1, 3), CrdtStreamOut { message: Some(Out::StreamCancelledResponse(response)) });
+            assert_eq!(output(&c1, 4), streamed(1, &st0));
+
+            monitor_send.send_reset(h2::Reason::CANCEL);
+            drop(monitor);
+            let c1 = t.stream_async(1, 5, 6).await;
+            assert_eq!(input(&c1, 4), cancelled(1));
+            let response = CrdtStreamCancelledResponse { command_id: 1, side_effects: vec![], state_action: None };
+            assert_eq!(output(&c1, 5), CrdtStreamOut { message: Some(Out::StreamCancelledResponse(response)) });
+        });
+        let del = q(&id, vec![A::Delete(Delete {})]);
+        assert_eq!(t.process(S, "Process", &del).unwrap(), st0);
+        let c1 = t.stream(6, 7);
+        assert_eq!(input(&c1, 5), cmd(&id, 3, "Process", &del), "cancellations do not consume command ids");
+        assert_eq!(output(&c1, 6), rep(3, &st0, delete()));
+        assert!(t.closed(EXPECT), "the stream closes after the delete");
     }
 
     #[test]
