@@ -49,7 +49,7 @@ fn every_streaming_shape() {
 
 #[test]
 fn forwards_become_the_reply() {
-    let (_f, _m, c) = setup(&[]);
+    let (f, _m, c) = setup(&[]);
     run(async {
         let req = EchoRequest { text: "quiet".into(), forward_to: "Upper".into(), ..Default::default() };
         assert_eq!(c.echo("Say", &[req.clone()]).await.unwrap(), ["QUIET"]);
@@ -60,6 +60,8 @@ fn forwards_become_the_reply() {
         assert_eq!(err.code, Code::NotFound);
         assert!(err.message.contains("does not have a command named: [NoSuchMethod]"), "{err}");
     });
+    // The function hears about it, as from the reference proxy.
+    f.must_log("reportError: Service [example.echo.Echo] does not have a command named: [NoSuchMethod]");
 }
 
 #[test]

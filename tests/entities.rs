@@ -120,10 +120,15 @@ fn failures_restart_and_protocol_violations_reactivate_without_losing_events() {
         let err = add(&c, CART, "erin", "bad-id!", 1, "x").await.unwrap_err();
         assert_eq!(err.code, Code::Internal, "{err}");
         logged(&f, "reportError: Incorrect command id in reply, expecting 2 but got 1002").await;
+        // A reply with no command in flight is caught with the next command.
+        add(&c, CART, "erin", "extra!", 1, "x").await.unwrap();
+        let err = add(&c, CART, "erin", "kiwi", 1, "Kiwi").await.unwrap_err();
+        assert_eq!(err.code, Code::Internal, "{err}");
+        logged(&f, "reportError: Incorrect command id in reply, expecting 2 but got 1").await;
         // A top-level failure stops it too.
         let err = add(&c, CART, "erin", "stop!", 1, "x").await.unwrap_err();
         assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "entity stopped on request"));
-        assert_eq!(cart(&c, CART, "erin").await.unwrap(), ["apple x1", "pear x1"], "nothing acknowledged was lost");
+        assert_eq!(cart(&c, CART, "erin").await.unwrap(), ["apple x1", "pear x1", "extra! x1"], "nothing acknowledged was lost");
     });
 }
 

@@ -6,8 +6,9 @@
 //!
 //! Fault switches for tests, by `product_id` of `AddItem`: `crash!` exits
 //! the process mid-command, `restart!` fails the command with
-//! `restart=true`, `bad-id!` answers with a wrong command id, `stop!` sends
-//! a top-level failure. An item named `notify` adds a synchronous side
+//! `restart=true`, `bad-id!` answers with a wrong command id, `extra!`
+//! answers and then sends a second, unsolicited reply, `stop!` sends a
+//! top-level failure. An item named `notify` adds a synchronous side
 //! effect `example.echo.Echo/Record` with text `added <product> to <user>`;
 //! one named `slow` takes 300 ms. Activations and stream ends are logged
 //! to stderr so tests can see what the proxy sent.
@@ -46,6 +47,7 @@ struct Decided {
 enum Fault {
     Restart,
     BadId,
+    Extra,
     Stop,
 }
 
@@ -99,6 +101,7 @@ fn decide(cart: &mut domain::Cart, command: &Command, api_package: &str) -> Resu
                 }
                 "restart!" => Some(Fault::Restart),
                 "bad-id!" => Some(Fault::BadId),
+                "extra!" => Some(Fault::Extra),
                 "stop!" => Some(Fault::Stop),
                 _ => None,
             };
@@ -195,13 +198,18 @@ pub async fn event_sourced(mut reader: MessageReader, responder: &mut Responder,
                             any("com.example.shoppingcart.persistence.Cart", &cart)
                         });
                         let command_id = if matches!(fault, Some(Fault::BadId)) { command.id + 1000 } else { command.id };
-                        event_sourced_stream_out::Message::Reply(EventSourcedReply {
+                        let reply = EventSourcedReply {
                             command_id,
                             client_action: Some(ClientAction { action: Some(action) }),
                             side_effects: d.side_effects,
                             events,
                             snapshot,
-                        })
+                        };
+                        if matches!(fault, Some(Fault::Extra)) {
+                            let extra = event_sourced_stream_out::Message::Reply(reply.clone());
+                            send(responder, &EventSourcedStreamOut { message: Some(extra) }).await?;
+                        }
+                        event_sourced_stream_out::Message::Reply(reply)
                     }
                 };
                 send(responder, &EventSourcedStreamOut { message: Some(out) }).await?;
