@@ -19,6 +19,8 @@ use crate::worker::{self, Control, Shared};
 /// The function's `EntitySpec` carries its whole descriptor set; it is not
 /// bound by the limit on client messages.
 const DISCOVERY_MAX_MESSAGE: usize = 64 << 20;
+/// How long shutdown waits for queued storage work before exiting anyway.
+const STORE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs the proxy until SIGTERM/SIGINT. `Err` carries the reason it could
 /// not start or had to stop (the process then exits non-zero).
@@ -29,7 +31,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let config = &shared.config;
     let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone())?;
 
-    let store_jobs = open_store(config, workers)?;
+    let (store_lanes, storage) = open_store(config, workers)?;
     let accept = Acceptance {
         strict_protocol: config.strict_protocol,
         supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity],
@@ -53,7 +55,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let _ = shared.router.set(router.clone());
 
     let addr = public_addr(config)?;
-    let started = worker::start(workers, addr, shared.clone(), router, store_jobs)?;
+    let started = worker::start(workers, addr, shared.clone(), router, store_lanes)?;
     let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
     shared.ready.store(true, Ordering::Release);
     info!(%addr, admin = %admin_addr, workers, "Massa ready");
@@ -75,6 +77,9 @@ pub fn run(config: Config) -> Result<(), String> {
             error!("a worker panicked during shutdown");
         }
     }
+    // The workers held the last lanes: the storage threads finish what was
+    // queued and the store closes.
+    storage.join(STORE_CLOSE_TIMEOUT);
     info!("stopped");
     Ok(())
 }
@@ -109,7 +114,7 @@ fn watch_signals() -> Result<flume::Receiver<i32>, String> {
 }
 
 /// Opens the configured store and starts one storage thread per worker.
-fn open_store(config: &Config, workers: usize) -> Result<Vec<flume::Sender<store::Job>>, String> {
+fn open_store(config: &Config, workers: usize) -> Result<(Vec<store::Lanes>, store::StorageThreads), String> {
     let (backend, guard): (Box<dyn store::Store>, _) = match config.store {
         StoreKind::Memory => (Box::new(store::MemoryStore::default()), None),
         StoreKind::Rocksdb => {

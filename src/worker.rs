@@ -117,7 +117,7 @@ impl Core {
             pool,
             shutdown: Notify::new(),
             connections: Connections::default(),
-            store: StoreHandle::new(wiring.store_jobs[id].clone()),
+            store: StoreHandle::new(wiring.store_lanes[id].clone()),
             entities: Entities::default(),
             cache: RefCell::new(cache),
             mailboxes: wiring.mailboxes.clone(),
@@ -137,7 +137,7 @@ impl Core {
 /// The channels between cores and to storage, made before the cores start.
 pub struct Wiring {
     pub mailboxes: Vec<flume::Sender<Envelope>>,
-    pub store_jobs: Vec<flume::Sender<store::Job>>,
+    pub store_lanes: Vec<store::Lanes>,
 }
 
 /// A started worker thread.
@@ -153,11 +153,11 @@ pub fn start(
     addr: SocketAddr,
     shared: Arc<Shared>,
     router: Arc<Router>,
-    store_jobs: Vec<flume::Sender<store::Job>>,
+    store_lanes: Vec<store::Lanes>,
 ) -> Result<Vec<Worker>, String> {
     let cpus = runtime::allowed_cpus();
     let (mailboxes, inboxes) = crate::shard::mailboxes(count);
-    let wiring = Arc::new(Wiring { mailboxes, store_jobs });
+    let wiring = Arc::new(Wiring { mailboxes, store_lanes });
     let mut inboxes = inboxes.into_iter();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
     let mut workers = Vec::with_capacity(count);

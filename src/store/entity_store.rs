@@ -1,20 +1,56 @@
 //! Journal, snapshot and value semantics on top of any [`Store`].
 
-use std::{io, path::PathBuf, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    io,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+};
 
 use bytes::Bytes;
 
-use super::{keys, Journal, Op, Store, TaggedEvent, Write};
+use super::{keys, migrate, Journal, Op, Store, TaggedEvent, Write};
 
 /// Upper bound on events read back in one activation scan step.
 const SCAN_STEP: usize = 4096;
 
-/// Entity state over a key-value [`Store`]. Global event offsets are handed
-/// out under a lock held across the commit, so offsets appear in order.
+/// Entity state over a key-value [`Store`].
+///
+/// Global event offsets (the tag log) are taken from an atomic counter, and
+/// each storage writer commits on its own, with no lock across the commit:
+/// cores' batches reach RocksDB together and share its group commit. Batches
+/// may therefore finish out of offset order; [`Committed`] tracks the offset
+/// below which every batch has finished, and the tag log is read only up to
+/// it, so a reader never skips an offset that is still being written.
 pub struct EntityStore {
     kv: Box<dyn Store>,
-    last_offset: Mutex<u64>,
+    last_offset: AtomicU64,
+    committed: Mutex<Committed>,
     guard: Option<SpaceGuard>,
+}
+
+/// Offsets whose batches have finished (committed or failed).
+#[derive(Debug, Default)]
+struct Committed {
+    /// Every offset up to this one has finished.
+    through: u64,
+    /// Finished ranges beyond `through`, `first -> last`.
+    ahead: BTreeMap<u64, u64>,
+}
+
+impl Committed {
+    fn finish(&mut self, first: u64, last: u64) {
+        self.ahead.insert(first, last);
+        while let Some(entry) = self.ahead.first_entry() {
+            if *entry.key() != self.through + 1 {
+                break;
+            }
+            self.through = entry.remove();
+        }
+    }
 }
 
 /// Refuses writes while the data volume has less than `reserve` bytes free.
@@ -46,9 +82,15 @@ impl SpaceGuard {
 }
 
 impl EntityStore {
+    /// Opens the store, migrating or refusing an older layout first.
     pub fn open(kv: Box<dyn Store>, guard: Option<SpaceGuard>) -> io::Result<EntityStore> {
-        let last = kv.get(keys::LAST_OFFSET)?.and_then(|v| keys::trailing_u64(&v)).unwrap_or(0);
-        Ok(EntityStore { kv, last_offset: Mutex::new(last), guard })
+        migrate::ensure_format(kv.as_ref())?;
+        let mut last = 0;
+        for (k, v) in kv.scan(keys::OFFSETS, keys::OFFSETS, usize::MAX)? {
+            last = last.max(keys::trailing_u64(&v).ok_or_else(|| corrupt("offset mark", "", &format!("{k:?}")))?);
+        }
+        let committed = Committed { through: last, ahead: BTreeMap::new() };
+        Ok(EntityStore { kv, last_offset: AtomicU64::new(last), committed: Mutex::new(committed), guard })
     }
 
     /// The latest snapshot and every event after it.
@@ -62,13 +104,18 @@ impl EntityStore {
         };
         let prefix = keys::events_of(pid, eid);
         let mut start = keys::event(pid, eid, snapshot.as_ref().map_or(1, |s| s.0 + 1));
-        let mut events = Vec::new();
+        let mut events: Vec<(u64, Bytes)> = Vec::new();
         loop {
             let page = self.kv.scan(&prefix, &start, SCAN_STEP)?;
             let full = page.len() == SCAN_STEP;
             for (k, v) in page {
-                let seq = keys::trailing_u64(&k).ok_or_else(|| corrupt("event key", pid, eid))?;
-                events.push((seq, Bytes::from(v)));
+                let seq = (k.len() == prefix.len() + 8).then(|| keys::trailing_u64(&k)).flatten();
+                match (seq, events.last()) {
+                    (Some(seq), Some(&(prev, _))) if seq > prev => {}
+                    (Some(_), None) => {}
+                    _ => return Err(corrupt("event key", pid, eid)),
+                }
+                events.push((seq.expect("checked above"), Bytes::from(v)));
             }
             match (full, events.last()) {
                 (true, Some(&(seq, _))) => start = keys::event(pid, eid, seq + 1),
@@ -82,19 +129,29 @@ impl EntityStore {
         Ok(self.kv.get(&keys::value(pid, eid))?.map(Bytes::from))
     }
 
-    /// Applies a batch atomically; events get global offsets in order.
-    pub fn write(&self, batch: &[Write], sync: bool) -> io::Result<()> {
-        let mut ops = Vec::with_capacity(batch.len() * 2);
-        let mut last_offset = self.last_offset.lock().unwrap_or_else(|p| p.into_inner());
-        let mut offset = *last_offset;
+    /// Applies a batch atomically for storage writer `writer`; its events
+    /// get consecutive global offsets.
+    pub fn write(&self, writer: u16, batch: &[Write], sync: bool) -> io::Result<()> {
+        let count: u64 = batch.iter().map(|w| if let Write::Events { events, .. } = w { events.len() as u64 } else { 0 }).sum();
+        let first = self.last_offset.fetch_add(count, Ordering::Relaxed) + 1;
+        let result = self.commit(writer, batch, first, count, sync);
+        if count > 0 {
+            self.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(first, first + count - 1);
+        }
+        result
+    }
+
+    fn commit(&self, writer: u16, batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
+        let mut ops = Vec::with_capacity(batch.len() * 2 + 1);
+        let mut offset = first;
         for write in batch {
             match write {
                 Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } => {
                     for (i, event) in events.iter().enumerate() {
                         let seq = first_sequence + i as u64;
-                        offset += 1;
                         ops.push(Op::Put(keys::event(pid, eid, seq), event.to_vec()));
                         ops.push(Op::Put(keys::tag(pid, offset), keys::tag_value(eid, seq)));
+                        offset += 1;
                     }
                 }
                 Write::Snapshot { persistence_id: pid, entity_id: eid, sequence, snapshot } => {
@@ -106,8 +163,9 @@ impl EntityStore {
                 Write::DeleteValue { persistence_id: pid, entity_id: eid } => ops.push(Op::Delete(keys::value(pid, eid))),
             }
         }
-        if offset != *last_offset {
-            ops.push(Op::Put(keys::LAST_OFFSET.to_vec(), offset.to_be_bytes().to_vec()));
+        if count > 0 {
+            // A writer's ranges only grow, so its mark is its latest range's end.
+            ops.push(Op::Put(keys::writer_offset(writer), (first + count - 1).to_be_bytes().to_vec()));
         }
         if let Some(guard) = &self.guard {
             let incoming = ops.iter().map(|op| match op {
@@ -116,16 +174,20 @@ impl EntityStore {
             });
             guard.check(incoming.sum::<usize>() as u64)?;
         }
-        self.kv.commit(ops, sync)?;
-        *last_offset = offset;
-        Ok(())
+        self.kv.commit(ops, sync)
     }
 
     /// Events of one persistence id from `from_offset` on, in offset order.
+    /// Only offsets whose batches (and all before them) have finished are
+    /// returned.
     pub fn events_by_tag(&self, pid: &str, from_offset: u64, limit: usize) -> io::Result<Vec<TaggedEvent>> {
+        let through = self.committed.lock().unwrap_or_else(|p| p.into_inner()).through;
         let mut out = Vec::new();
         for (k, v) in self.kv.scan(&keys::tags_of(pid), &keys::tag(pid, from_offset), limit)? {
             let offset = keys::trailing_u64(&k).ok_or_else(|| corrupt("tag key", pid, ""))?;
+            if offset > through {
+                break;
+            }
             let (entity_id, sequence) = keys::parse_tag_value(&v).ok_or_else(|| corrupt("tag value", pid, ""))?;
             let event = self.kv.get(&keys::event(pid, &entity_id, sequence))?.ok_or_else(|| corrupt("tagged event", pid, &entity_id))?;
             out.push(TaggedEvent { offset, entity_id, sequence, event: event.into() });
@@ -135,5 +197,22 @@ impl EntityStore {
 }
 
 fn corrupt(what: &str, pid: &str, eid: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {what} for {pid}/{eid}"))
+    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt {what} for {pid:?}/{eid:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Committed;
+
+    #[test]
+    fn the_watermark_waits_for_every_earlier_batch() {
+        let mut c = Committed::default();
+        c.finish(4, 6);
+        assert_eq!(c.through, 0, "1..=3 still in flight");
+        c.finish(1, 3);
+        assert_eq!(c.through, 6);
+        c.finish(9, 9);
+        c.finish(7, 8);
+        assert_eq!((c.through, c.ahead.len()), (9, 0));
+    }
 }

@@ -1,74 +1,119 @@
-//! Storage threads and each core's handle to its own one.
+//! Storage threads and each core's handle to its own ones.
 //!
 //! Executors never block on storage: a core sends [`Job`]s to its storage
-//! thread and awaits a oneshot. Writes issued by a core while a batch is in
-//! flight are collected and go out together as the next batch (group
-//! commit), so under load one fsync covers many commands.
+//! threads and awaits a oneshot. Each core has a writer thread and a reader
+//! thread, so an activation's read never waits behind a batch's fsync.
+//! Writes issued by a core while a batch is in flight are collected and go
+//! out together as the next batch (group commit), so under load one fsync
+//! covers many commands; writers of different cores commit in parallel and
+//! RocksDB groups their syncs too.
 
-use std::{cell::RefCell, io, rc::Rc, sync::Arc, thread};
+use std::{
+    cell::RefCell,
+    io,
+    rc::Rc,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use tracing::error;
+use tracing::{error, info, warn};
 
 use super::{EntityStore, Journal, Write};
 use crate::grpc::{Code, Status};
 
+/// Storage threads run short, shallow calls into the engine.
+const STACK: usize = 256 * 1024;
+
 /// Work for a storage thread (opaque outside this module).
-pub enum Job {
+enum Job {
     ReadJournal { pid: String, eid: String, done: oneshot::Sender<io::Result<Journal>> },
     ReadValue { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
     Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
 }
 
-/// Starts one storage thread per core; returns their job queues.
-pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::Result<Vec<flume::Sender<Job>>> {
-    (0..cores)
-        .map(|id| {
-            let (tx, rx) = flume::unbounded::<Job>();
-            let store = store.clone();
-            thread::Builder::new().name(format!("massa-store-{id}")).spawn(move || {
-                for job in rx.iter() {
-                    match job {
-                        Job::ReadJournal { pid, eid, done } => drop(done.send(store.read_journal(&pid, &eid))),
-                        Job::ReadValue { pid, eid, done } => drop(done.send(store.read_value(&pid, &eid))),
-                        Job::Write { batch, done } => drop(done.send(store.write(&batch, sync))),
-                    }
+/// One core's two queues: reads and writes.
+#[derive(Clone)]
+pub struct Lanes {
+    reads: flume::Sender<Job>,
+    writes: flume::Sender<Job>,
+}
+
+/// The running storage threads; [`StorageThreads::join`] waits for them to
+/// finish once every core's [`Lanes`] are gone, which closes the store.
+pub struct StorageThreads(Vec<thread::JoinHandle<()>>);
+
+impl StorageThreads {
+    /// Waits up to `timeout` for the threads to drain and the store to close.
+    pub fn join(self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.0.iter().any(|t| !t.is_finished()) {
+            if Instant::now() > deadline {
+                return warn!("storage threads still busy at exit; the store was not closed cleanly");
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.0.into_iter().for_each(|t| drop(t.join()));
+        info!("entity store closed");
+    }
+}
+
+/// Starts a writer and a reader thread per core; returns each core's lanes.
+pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::Result<(Vec<Lanes>, StorageThreads)> {
+    let mut threads = Vec::with_capacity(cores * 2);
+    let mut spawn = |name: String, writer: u16| -> io::Result<flume::Sender<Job>> {
+        let (tx, rx) = flume::unbounded::<Job>();
+        let store = store.clone();
+        threads.push(thread::Builder::new().name(name).stack_size(STACK).spawn(move || {
+            for job in rx.iter() {
+                match job {
+                    Job::ReadJournal { pid, eid, done } => drop(done.send(store.read_journal(&pid, &eid))),
+                    Job::ReadValue { pid, eid, done } => drop(done.send(store.read_value(&pid, &eid))),
+                    Job::Write { batch, done } => drop(done.send(store.write(writer, &batch, sync))),
                 }
-            })?;
-            Ok(tx)
+            }
+        })?);
+        Ok(tx)
+    };
+    let lanes = (0..cores)
+        .map(|id| {
+            let writer = u16::try_from(id).map_err(io::Error::other)?;
+            Ok(Lanes { writes: spawn(format!("massa-store-w{id}"), writer)?, reads: spawn(format!("massa-store-r{id}"), writer)? })
         })
-        .collect()
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok((lanes, StorageThreads(threads)))
 }
 
 #[derive(Default)]
 struct Pending {
     writes: Vec<Write>,
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    waiters: Vec<oneshot::Sender<Result<(), Status>>>,
     flushing: bool,
 }
 
 /// A core's way to its storage thread. Not `Send`: one per core.
 pub struct StoreHandle {
-    jobs: flume::Sender<Job>,
+    lanes: Lanes,
     pending: RefCell<Pending>,
 }
 
 impl StoreHandle {
-    pub fn new(jobs: flume::Sender<Job>) -> Rc<StoreHandle> {
-        Rc::new(StoreHandle { jobs, pending: RefCell::default() })
+    pub fn new(lanes: Lanes) -> Rc<StoreHandle> {
+        Rc::new(StoreHandle { lanes, pending: RefCell::default() })
     }
 
     pub async fn read_journal(&self, pid: &str, eid: &str) -> Result<Journal, Status> {
         let (done, rx) = oneshot::channel();
-        self.submit(Job::ReadJournal { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
-        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the journal", &e.to_string()))
+        self.read(Job::ReadJournal { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the journal", &e))
     }
 
     pub async fn read_value(&self, pid: &str, eid: &str) -> Result<Option<Bytes>, Status> {
         let (done, rx) = oneshot::channel();
-        self.submit(Job::ReadValue { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
-        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the value", &e.to_string()))
+        self.read(Job::ReadValue { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the value", &e))
     }
 
     /// Resolves once `writes` are durable (at the configured level) as part
@@ -84,7 +129,7 @@ impl StoreHandle {
                 monoio::spawn(self.clone().flush());
             }
         }
-        rx.await.map_err(|_| gone())?.map_err(|e| failed("writing", &e))
+        rx.await.map_err(|_| gone())?
     }
 
     /// Sends batches until nothing is pending. Runs after the committing
@@ -100,13 +145,13 @@ impl StoreHandle {
                 (std::mem::take(&mut p.writes), std::mem::take(&mut p.waiters))
             };
             let (done, rx) = oneshot::channel();
-            let result = match self.jobs.send(Job::Write { batch, done }) {
+            let result = match self.lanes.writes.send(Job::Write { batch, done }) {
                 Ok(()) => rx.await.unwrap_or_else(|_| Err(io::Error::other("storage thread stopped"))),
                 Err(_) => Err(io::Error::other("storage thread stopped")),
             };
             let result = result.map_err(|e| {
                 error!(error = %e, "storage write failed");
-                e.to_string()
+                failed("writing", &e)
             });
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
@@ -114,8 +159,8 @@ impl StoreHandle {
         }
     }
 
-    fn submit(&self, job: Job) -> Result<(), Status> {
-        self.jobs.send(job).map_err(|_| gone())
+    fn read(&self, job: Job) -> Result<(), Status> {
+        self.lanes.reads.send(job).map_err(|_| gone())
     }
 }
 
@@ -123,6 +168,9 @@ fn gone() -> Status {
     Status::new(Code::Unavailable, "storage thread stopped")
 }
 
-fn failed(what: &str, e: &str) -> Status {
-    Status::new(Code::Unavailable, format!("storage failed {what}: {e}"))
+/// Corrupt data is `DATA_LOSS` (retrying will not help); anything else is
+/// the storage being unavailable.
+fn failed(what: &str, e: &io::Error) -> Status {
+    let code = if e.kind() == io::ErrorKind::InvalidData { Code::DataLoss } else { Code::Unavailable };
+    Status::new(code, format!("storage failed {what}: {e}"))
 }

@@ -1,77 +1,106 @@
-//! Byte layout of storage keys. Components are separated by `0x00`, which
-//! cannot occur in persistence ids or entity ids taken from UTF-8 strings
-//! or decimal numbers; sequence numbers and offsets are big-endian so keys
-//! sort in numeric order.
+//! Byte layout of storage keys (format 2). Every string component is
+//! length-prefixed (`u32` big-endian), so no persistence id or entity id —
+//! whatever bytes it holds, NUL included — can be a prefix of another
+//! entity's keys, and a prefix scan of one entity never reaches another.
+//! Sequence numbers and offsets are big-endian so keys sort numerically.
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `j` | `j 0 pid 0 eid 0 seq(8)` | event `Any` |
-//! | `s` | `s 0 pid 0 eid` | `seq(8)` + snapshot `Any` |
-//! | `v` | `v 0 pid 0 eid` | value `Any` |
-//! | `t` | `t 0 pid 0 offset(8)` | `eid 0 seq(8)`: the event's place in the tag log |
-//! | `o` | `o` | last global offset used (8) |
+//! | `F` | `F` | [`FORMAT`]: the layout version of this data directory |
+//! | `E` | `E pid eid seq(8)` | event `Any` |
+//! | `S` | `S pid eid` | `seq(8)` + snapshot `Any` |
+//! | `V` | `V pid eid` | value `Any` |
+//! | `T` | `T pid offset(8)` | `eid seq(8)`: the event's place in the tag log |
+//! | `O` | `O writer(2)` | highest offset a storage writer has committed (8) |
+//!
+//! Format 1 (before length prefixes) used lower-case prefixes with `0x00`
+//! separators; [`super::migrate`] rewrites such directories at start.
 
-pub const LAST_OFFSET: &[u8] = b"o";
+/// Key of the format record.
+pub const FORMAT_KEY: &[u8] = b"F";
+/// Value of the format record this build writes and reads.
+pub const FORMAT: &[u8] = b"massa-store 2";
+/// Prefix of the per-writer offset high-water marks.
+pub const OFFSETS: &[u8] = b"O";
 
-fn key(prefix: u8, parts: &[&[u8]], tail: Option<u64>) -> Vec<u8> {
-    let len = 1 + parts.iter().map(|p| p.len() + 1).sum::<usize>() + if tail.is_some() { 9 } else { 0 };
-    let mut k = Vec::with_capacity(len);
-    k.push(prefix);
-    for p in parts {
-        k.push(0);
-        k.extend_from_slice(p);
+/// Builds one key: a prefix byte, then components in order.
+struct Key(Vec<u8>);
+
+impl Key {
+    fn new(prefix: u8, capacity: usize) -> Key {
+        let mut k = Vec::with_capacity(1 + capacity);
+        k.push(prefix);
+        Key(k)
     }
-    if let Some(n) = tail {
-        k.push(0);
-        k.extend_from_slice(&n.to_be_bytes());
+
+    fn str(mut self, s: &str) -> Key {
+        put_str(&mut self.0, s);
+        self
     }
-    k
+
+    fn u64(mut self, n: u64) -> Key {
+        self.0.extend_from_slice(&n.to_be_bytes());
+        self
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let len = u32::try_from(s.len()).expect("ids are bounded by the message size limit");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn entity(prefix: u8, pid: &str, eid: &str, tail: usize) -> Key {
+    Key::new(prefix, 8 + pid.len() + eid.len() + tail).str(pid).str(eid)
 }
 
 pub fn event(pid: &str, eid: &str, seq: u64) -> Vec<u8> {
-    key(b'j', &[pid.as_bytes(), eid.as_bytes()], Some(seq))
+    entity(b'E', pid, eid, 8).u64(seq).0
 }
 
-/// Prefix of every event of one entity.
+/// Prefix of every event of one entity, and of nothing else.
 pub fn events_of(pid: &str, eid: &str) -> Vec<u8> {
-    let mut k = key(b'j', &[pid.as_bytes(), eid.as_bytes()], None);
-    k.push(0);
-    k
+    entity(b'E', pid, eid, 0).0
 }
 
 pub fn snapshot(pid: &str, eid: &str) -> Vec<u8> {
-    key(b's', &[pid.as_bytes(), eid.as_bytes()], None)
+    entity(b'S', pid, eid, 0).0
 }
 
 pub fn value(pid: &str, eid: &str) -> Vec<u8> {
-    key(b'v', &[pid.as_bytes(), eid.as_bytes()], None)
+    entity(b'V', pid, eid, 0).0
 }
 
 pub fn tag(pid: &str, offset: u64) -> Vec<u8> {
-    key(b't', &[pid.as_bytes()], Some(offset))
+    Key::new(b'T', 12 + pid.len()).str(pid).u64(offset).0
 }
 
 /// Prefix of one persistence id's tag log.
 pub fn tags_of(pid: &str) -> Vec<u8> {
-    let mut k = key(b't', &[pid.as_bytes()], None);
-    k.push(0);
+    Key::new(b'T', 4 + pid.len()).str(pid).0
+}
+
+/// Key of one storage writer's offset high-water mark.
+pub fn writer_offset(writer: u16) -> Vec<u8> {
+    let mut k = OFFSETS.to_vec();
+    k.extend_from_slice(&writer.to_be_bytes());
     k
 }
 
 /// The value of a tag entry: where the event lives.
 pub fn tag_value(eid: &str, seq: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(eid.len() + 9);
-    v.extend_from_slice(eid.as_bytes());
-    v.push(0);
+    let mut v = Vec::with_capacity(eid.len() + 12);
+    put_str(&mut v, eid);
     v.extend_from_slice(&seq.to_be_bytes());
     v
 }
 
 /// Splits a tag entry's value back into `(entity id, sequence)`.
 pub fn parse_tag_value(v: &[u8]) -> Option<(String, u64)> {
-    let (eid, rest) = v.split_at(v.len().checked_sub(9)?);
-    (rest[0] == 0).then_some(())?;
-    Some((String::from_utf8(eid.to_vec()).ok()?, u64::from_be_bytes(rest[1..].try_into().ok()?)))
+    let mut r = Reader(v);
+    let eid = r.str()?;
+    let seq = r.u64()?;
+    r.0.is_empty().then(|| (eid.to_owned(), seq))
 }
 
 /// The big-endian u64 that ends a key.
@@ -89,4 +118,59 @@ pub fn snapshot_value(seq: u64, snapshot: &[u8]) -> Vec<u8> {
 
 pub fn parse_snapshot_value(v: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(v.get(..8)?.try_into().ok()?), &v[8..]))
+}
+
+/// Reads length-prefixed components back (tag values; tests).
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, &self.0[n..]);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize;
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_entity_key_is_a_prefix_of_another_entitys() {
+        let ids = ["V", "V\0", "V\0Z", "V\0\0\0\0\0\0\0\x01", "", "\0", "VZ"];
+        for a in ids {
+            for b in ids {
+                if a != b {
+                    let (pa, kb) = (events_of("cart", a), event("cart", b, 1));
+                    assert!(!kb.starts_with(&pa), "{a:?} would scan {b:?}'s events");
+                    assert!(!snapshot("cart", b).starts_with(&snapshot("cart", a)) || a == b);
+                }
+            }
+        }
+        assert!(!event("c\0art", "x", 1).starts_with(&events_of("c", "art")), "persistence ids too");
+    }
+
+    #[test]
+    fn tag_values_round_trip_any_entity_id() {
+        for eid in ["", "a", "a\0b", "\u{10ffff}"] {
+            assert_eq!(parse_tag_value(&tag_value(eid, 42)), Some((eid.to_owned(), 42)));
+        }
+        assert_eq!(parse_tag_value(b"\0\0\0\x09short"), None);
+        assert_eq!(parse_tag_value(&[tag_value("a", 1), vec![0]].concat()), None, "trailing bytes");
+    }
+
+    #[test]
+    fn sequences_sort_numerically_within_an_entity() {
+        assert!(event("p", "e", 2) < event("p", "e", 256));
+        assert!(events_of("p", "e") < event("p", "e", 0));
+    }
 }

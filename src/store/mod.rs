@@ -8,12 +8,15 @@
 //!
 //! Key layout (shared by all implementations, see [`keys`]): keys are by
 //! `(persistence id, entity id)` only, never by core, so changing
-//! `--workers` needs no migration.
+//! `--workers` needs no migration. Each core has two storage threads: a
+//! writer (group commit) and a reader, so activations never queue behind an
+//! fsync.
 
 pub mod keys;
 mod entity_store;
 mod handle;
 mod memory;
+mod migrate;
 mod rocks;
 
 use std::io;
@@ -21,7 +24,7 @@ use std::io;
 use bytes::Bytes;
 
 pub use entity_store::{EntityStore, SpaceGuard};
-pub use handle::{spawn_threads, Job, StoreHandle};
+pub use handle::{spawn_threads, Lanes, StorageThreads, StoreHandle};
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 

@@ -23,12 +23,13 @@ fn events(pid: &str, eid: &str, first: u64, n: usize) -> Write {
 #[test]
 fn journal_reads_back_snapshot_then_later_events() {
     for (name, store, dir) in stores() {
-        store.write(&[events("cart", "a", 1, 3), events("cart", "ab", 1, 1)], true).unwrap();
+        store.write(0, &[events("cart", "a", 1, 3), events("cart", "ab", 1, 1)], true).unwrap();
         let j = store.read_journal("cart", "a").unwrap();
         assert_eq!(j.snapshot, None, "{name}");
         assert_eq!(j.events.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3], "{name}: no bleed from entity `ab`");
         store
             .write(
+                0,
                 &[
                     events("cart", "a", 4, 2),
                     Write::Snapshot { persistence_id: "cart".into(), entity_id: "a".into(), sequence: 5, snapshot: "S5".into() },
@@ -52,9 +53,9 @@ fn journal_reads_back_snapshot_then_later_events() {
 fn values_put_and_delete() {
     for (name, store, dir) in stores() {
         assert_eq!(store.read_value("v", "x").unwrap(), None, "{name}");
-        store.write(&[Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "1".into() }], true).unwrap();
+        store.write(0, &[Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "1".into() }], true).unwrap();
         assert_eq!(store.read_value("v", "x").unwrap(), Some(Bytes::from("1")), "{name}");
-        store.write(&[Write::DeleteValue { persistence_id: "v".into(), entity_id: "x".into() }], true).unwrap();
+        store.write(0, &[Write::DeleteValue { persistence_id: "v".into(), entity_id: "x".into() }], true).unwrap();
         assert_eq!(store.read_value("v", "x").unwrap(), None, "{name}");
         if let Some(dir) = dir {
             let _ = std::fs::remove_dir_all(dir);
@@ -68,11 +69,11 @@ fn tag_log_orders_events_by_global_offset_and_survives_reopen() {
     let _ = std::fs::remove_dir_all(&dir);
     {
         let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap();
-        store.write(&[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
-        store.write(&[events("cart", "b", 1, 1)], true).unwrap();
+        store.write(0, &[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
+        store.write(0, &[events("cart", "b", 1, 1)], true).unwrap();
     }
     let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap();
-    store.write(&[events("cart", "a", 3, 1)], true).unwrap();
+    store.write(0, &[events("cart", "a", 3, 1)], true).unwrap();
     let log = store.events_by_tag("cart", 0, 100).unwrap();
     let seen: Vec<_> = log.iter().map(|e| (e.offset, e.entity_id.as_str(), e.sequence)).collect();
     assert_eq!(seen, [(1, "a", 1), (2, "a", 2), (4, "b", 1), (5, "a", 3)]);
@@ -84,9 +85,9 @@ fn tag_log_orders_events_by_global_offset_and_survives_reopen() {
 fn the_space_guard_refuses_writes_below_the_reserve() {
     let guard = |reserve| Some(SpaceGuard { dir: std::env::temp_dir(), reserve });
     let store = EntityStore::open(Box::new(MemoryStore::default()), guard(0)).unwrap();
-    store.write(&[events("g", "a", 1, 1)], true).unwrap();
+    store.write(0, &[events("g", "a", 1, 1)], true).unwrap();
     let store = EntityStore::open(Box::new(MemoryStore::default()), guard(u64::MAX / 2)).unwrap();
-    let err = store.write(&[events("g", "a", 1, 1)], true).unwrap_err();
+    let err = store.write(0, &[events("g", "a", 1, 1)], true).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
     assert_eq!(store.read_journal("g", "a").unwrap(), Journal::default(), "nothing written");
 }
