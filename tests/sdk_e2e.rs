@@ -17,6 +17,7 @@ use support::*;
 
 const CART: &str = "com.example.shoppingcart.ShoppingCart";
 
+#[track_caller]
 fn sdk_dir(var: &str) -> String {
     require_env(var, "run tests/run, which installs the SDK and sets it")
 }

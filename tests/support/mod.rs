@@ -30,8 +30,12 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// The value of `var`, a prerequisite prepared outside the test (see
 /// tests/run); panics with `how` to get it, so a missing prerequisite fails
 /// the test instead of passing it unrun.
+#[track_caller]
 pub fn require_env(var: &str, how: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} not set: {how}"))
+    match std::env::var(var) {
+        Ok(value) => value,
+        Err(_) => panic!("{var} not set: {how}"),
+    }
 }
 
 pub fn free_port() -> u16 {
