@@ -174,15 +174,13 @@ impl Alive for std::process::Child {
 }
 
 /// grpcurl: a client that is not ours lists, describes and calls through
-/// reflection. Required in CI (`.ci/run` installs it, `MASSA_GRPCURL`);
-/// elsewhere it runs when `grpcurl` is on PATH.
+/// reflection. `tests/run` installs it and sets `MASSA_GRPCURL`.
 #[test]
 fn grpcurl_lists_describes_and_calls_through_reflection() {
-    let grpcurl = std::env::var("MASSA_GRPCURL").unwrap_or_else(|_| "grpcurl".into());
-    if std::process::Command::new(&grpcurl).arg("-version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "grpcurl is required in CI (set MASSA_GRPCURL)");
-        eprintln!("grpcurl not installed; skipping");
-        return;
+    let how = "run tests/run, which installs grpcurl and sets it (or point it at a grpcurl binary)";
+    let grpcurl = require_env("MASSA_GRPCURL", how);
+    if let Err(e) = std::process::Command::new(&grpcurl).arg("-version").output() {
+        panic!("MASSA_GRPCURL={grpcurl} does not run ({e}): {how}");
     }
     let (_f, m, _c) = setup();
     let addr = format!("127.0.0.1:{}", m.port);

@@ -27,6 +27,17 @@ pub mod interceptor;
 /// Upper bound for anything a test waits for; generous, never a threshold.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The value of `var`, a prerequisite prepared outside the test (see
+/// tests/run); panics with `how` to get it, so a missing prerequisite fails
+/// the test instead of passing it unrun.
+#[track_caller]
+pub fn require_env(var: &str, how: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) => value,
+        Err(_) => panic!("{var} not set: {how}"),
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
