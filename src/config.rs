@@ -144,8 +144,9 @@ pub struct Config {
     #[arg(long, env = "MASSA_PASSIVATION_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub passivation_timeout: Duration,
 
-    /// Active entities per core; beyond it the least recently used idle one
-    /// is passivated.
+    /// Active entities per core, a hard cap: at it the least recently used
+    /// idle one is passivated first; if every one is busy the activation
+    /// fails with RESOURCE_EXHAUSTED.
     #[arg(long, env = "MASSA_MAX_ACTIVE_ENTITIES_PER_CORE", default_value_t = 100_000)]
     pub max_active_entities_per_core: usize,
 
@@ -157,6 +158,68 @@ pub struct Config {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "MASSA_ENTITY_QUEUE", default_value_t = 1024)]
     pub entity_queue: usize,
+
+    /// Bytes of request messages queued per entity; more fail with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MASSA_ENTITY_QUEUE_BYTES", default_value = "16MiB", value_parser = parse_size)]
+    pub entity_queue_bytes: usize,
+
+    /// How long the function may take to answer one entity command; then
+    /// the command fails with DEADLINE_EXCEEDED and the entity restarts.
+    #[arg(long, env = "MASSA_ENTITY_COMMAND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub entity_command_timeout: Duration,
+
+    /// Asynchronous side effects running per core; beyond it a new one runs
+    /// before its command's reply (backpressure instead of unbounded tasks).
+    #[arg(long, env = "MASSA_MAX_ASYNC_SIDE_EFFECTS", default_value_t = 1024)]
+    pub max_async_side_effects: usize,
+
+    /// Connections per core to the function when its MAX_CONCURRENT_STREAMS
+    /// is reached on the first `--user-function-connections`.
+    #[arg(long, env = "MASSA_MAX_USER_FUNCTION_CONNECTIONS", default_value_t = 32)]
+    pub max_user_function_connections: usize,
+
+    /// Client connections open at once, all cores together; more are
+    /// refused (HTTP/2 GOAWAY or HTTP/1.1 503).
+    #[arg(long, env = "MASSA_MAX_CONNECTIONS", default_value_t = 16384)]
+    pub max_connections: usize,
+
+    /// Client connections open at once on one core.
+    #[arg(long, env = "MASSA_MAX_CONNECTIONS_PER_CORE", default_value_t = 8192)]
+    pub max_connections_per_core: usize,
+
+    /// Streams a client may open at once on one HTTP/2 connection.
+    #[arg(long, env = "MASSA_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+
+    /// Time a new connection has to send its preface / request head and
+    /// finish the HTTP/2 handshake.
+    #[arg(long, env = "MASSA_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A client connection with no open stream for this long is closed
+    /// (HTTP/2 GOAWAY).
+    #[arg(long, env = "MASSA_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time a started request message (or a unary request) has to arrive
+    /// completely; then the call fails with DEADLINE_EXCEEDED.
+    #[arg(long, env = "MASSA_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A reply that cannot make progress because the client does not open
+    /// its flow-control window for this long is reset (CANCEL).
+    #[arg(long, env = "MASSA_SEND_STALL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub send_stall_timeout: Duration,
+
+    /// Bytes one client connection may make Massa hold beyond the HTTP/2
+    /// windows: partial request messages and replies waiting for window.
+    #[arg(long, env = "MASSA_CONNECTION_BUFFER", default_value = "16MiB", value_parser = parse_size)]
+    pub connection_buffer: usize,
+
+    /// The same, for all connections of one core together.
+    #[arg(long, env = "MASSA_CORE_BUFFER", default_value = "256MiB", value_parser = parse_size)]
+    pub core_buffer: usize,
 
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "MASSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
