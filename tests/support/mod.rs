@@ -171,8 +171,22 @@ pub struct Massa {
 
 /// Starts `massa` in front of a function on `fn_port`; does not wait.
 pub fn spawn_massa(fn_port: u16, extra: &[&str]) -> Massa {
+    spawn_massa_under(&[], fn_port, extra)
+}
+
+/// [`spawn_massa`] with the binary started by `wrapper` (a program and its
+/// arguments, massa's path and flags appended), e.g. a tracer.
+pub fn spawn_massa_under(wrapper: &[&str], fn_port: u16, extra: &[&str]) -> Massa {
     let (port, admin) = (free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_massa"));
+    let bin = env!("CARGO_BIN_EXE_massa");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
     let data = (!extra.contains(&"--data-dir")).then(|| TempDir::new("data"));
     if let Some(dir) = &data {
         cmd.args(["--data-dir", dir.path()]);
