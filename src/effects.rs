@@ -84,26 +84,26 @@ pub async fn finish(
 }
 
 /// Runs side effects in order: synchronous ones awaited (their results are
-/// ignored), asynchronous ones spawned.
+/// ignored), asynchronous ones spawned — up to the core's limit, beyond
+/// which they run before the reply, so a burst slows its sender instead of
+/// piling up tasks.
 pub async fn run_side_effects(core: &Rc<Core>, effects: Vec<SideEffect>, origin: &str, depth: u8) {
     for effect in effects {
         let trace = format!("side effect of {origin}");
         let call = dispatch(core, effect.service_name, effect.command_name, effect.payload, effect.metadata, trace, depth + 1);
-        if effect.synchronous {
-            if let Err(status) = call.await {
-                debug!(%status, "synchronous side effect failed");
-            }
-        } else {
-            monoio::spawn(detach(call));
+        let running = &core.async_side_effects;
+        if !effect.synchronous && running.get() < core.shared.config.max_async_side_effects {
+            running.set(running.get() + 1);
+            let core = core.clone();
+            monoio::spawn(async move {
+                if let Err(status) = call.await {
+                    debug!(%status, "asynchronous side effect failed");
+                }
+                core.async_side_effects.set(core.async_side_effects.get() - 1);
+            });
+        } else if let Err(status) = call.await {
+            debug!(%status, synchronous = effect.synchronous, "side effect failed");
         }
-    }
-}
-
-/// Runs a side effect to completion on its own task. The future borrows
-/// nothing from the caller, so it outlives the reply.
-async fn detach(call: LocalFuture<'static, Result<Option<Reply>, Status>>) {
-    if let Err(status) = call.await {
-        debug!(%status, "asynchronous side effect failed");
     }
 }
 

@@ -3,7 +3,7 @@
 //! metrics). The main thread reaches it only through [`Control`] messages.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     net::SocketAddr,
     rc::Rc,
     sync::{atomic::AtomicBool, Arc, OnceLock},
@@ -89,13 +89,16 @@ pub struct Core {
     pub cache: RefCell<StateCache>,
     /// Every core's mailbox, by core id (this core's included).
     pub mailboxes: Vec<flume::Sender<Envelope>>,
+    /// Asynchronous side effects running on this core.
+    pub async_side_effects: Cell<usize>,
     /// Per service index; `None` for services that are not actions.
     action_uris: Vec<Option<ActionUris>>,
 }
 
 impl Core {
     pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>, wiring: &Wiring) -> Core {
-        let pool = Pool::new(shared.target(), shared.config.user_function_connections);
+        let config = &shared.config;
+        let pool = Pool::growing(shared.target(), config.user_function_connections, config.max_user_function_connections);
         let cache = StateCache::new(shared.config.entity_cache);
         let action_uris = router
             .services()
@@ -121,6 +124,7 @@ impl Core {
             entities: Entities::default(),
             cache: RefCell::new(cache),
             mailboxes: wiring.mailboxes.clone(),
+            async_side_effects: Cell::new(0),
             action_uris,
         }
     }

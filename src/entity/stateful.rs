@@ -10,7 +10,7 @@
 
 use std::{
     cell::{Cell, RefCell},
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -120,35 +120,54 @@ struct Cmd {
 struct Handle {
     tx: flume::Sender<Msg>,
     generation: u64,
-    last_used: Cell<u64>,
     idle: Rc<Idle>,
     /// Passivate after this long idle.
     timeout: Duration,
 }
 
-/// An entity's idleness, shared between its task and the core's sweeper.
-/// One sweeper per core replaces a timer armed and dropped per entity per
-/// command, and a passivation request can no longer strand commands queued
-/// behind it.
+/// An entity's idleness and queue, shared between its task and the core's
+/// bookkeeping. One sweeper per core replaces a timer armed and dropped per
+/// entity per command, and a passivation request can no longer strand
+/// commands queued behind it.
 #[derive(Default)]
 struct Idle {
     busy: Cell<bool>,
     since: Cell<Option<Instant>>,
     /// A Passivate is on its way (not sent twice).
     asked: Cell<bool>,
+    /// Its place in the core's idle order while idle.
+    idle_tick: Cell<Option<u64>>,
+    /// Request bytes waiting in its queue.
+    queued_bytes: Cell<usize>,
 }
 
-/// A core's active entities, by (service index, entity id).
+type EntityKey = (usize, String);
+
+/// A core's active entities, by (service index, entity id), and the hard
+/// cap on them.
+///
+/// A slot is taken before an entity activates and given back only when its
+/// task has ended (stream closed), so entities still passivating count: the
+/// cap bounds what entities hold, not just the registry. Idle entities sit
+/// in an order by when they became idle, so finding the one to passivate is
+/// O(log n).
 #[derive(Default)]
 pub struct Entities {
-    active: RefCell<HashMap<(usize, String), Handle>>,
+    active: RefCell<HashMap<EntityKey, Handle>>,
+    idle: RefCell<BTreeMap<u64, EntityKey>>,
+    slots: Cell<usize>,
+    /// Activations waiting for a slot.
+    waiting: RefCell<Vec<oneshot::Sender<()>>>,
     clock: Cell<u64>,
 }
 
+/// How long an activation at the cap waits for an idle entity to passivate.
+const SLOT_WAIT: Duration = Duration::from_secs(5);
+
 impl Entities {
-    /// Active entities on this core.
+    /// Entities holding a slot on this core (active or still closing).
     pub fn len(&self) -> usize {
-        self.active.borrow().len()
+        self.slots.get()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -167,14 +186,53 @@ impl Entities {
         }
     }
 
-    /// Asks the least recently used idle entity to passivate.
-    fn make_room(&self, cap: usize) {
-        let active = self.active.borrow();
-        if active.len() < cap {
-            return;
+    /// Takes a slot for a new entity; at the cap, passivates the least
+    /// recently idle entity first, or refuses when every entity is busy.
+    async fn take_slot(&self, cap: usize) -> Result<(), Status> {
+        let deadline = Instant::now() + SLOT_WAIT;
+        loop {
+            if self.slots.get() < cap {
+                self.slots.set(self.slots.get() + 1);
+                return Ok(());
+            }
+            let victim = self.idle.borrow_mut().pop_first();
+            match victim {
+                Some((_, key)) => {
+                    if let Some(h) = self.active.borrow().get(&key) {
+                        h.idle.idle_tick.set(None);
+                        h.ask_to_passivate();
+                    }
+                }
+                // Nothing idle and nothing closing: waiting would not help.
+                None if self.slots.get() <= self.active.borrow().len() => return Err(at_cap(cap)),
+                None => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            self.waiting.borrow_mut().push(tx);
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A victim may decline (a command raced in), so look again soon.
+            if monoio::time::timeout(left.min(Duration::from_millis(50)), rx).await.is_err() && left.is_zero() {
+                return Err(at_cap(cap));
+            }
         }
-        if let Some(lru) = active.values().filter(|h| !h.idle.busy.get()).min_by_key(|h| h.last_used.get()) {
-            lru.ask_to_passivate();
+    }
+
+    fn release_slot(&self) {
+        self.slots.set(self.slots.get() - 1);
+        for w in self.waiting.borrow_mut().drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    fn became_idle(&self, key: &EntityKey, idle: &Idle) {
+        let tick = self.tick();
+        idle.idle_tick.set(Some(tick));
+        self.idle.borrow_mut().insert(tick, key.clone());
+    }
+
+    fn became_busy(&self, idle: &Idle) {
+        if let Some(tick) = idle.idle_tick.take() {
+            self.idle.borrow_mut().remove(&tick);
         }
     }
 
@@ -261,22 +319,33 @@ pub async fn serve_mailbox(core: Rc<Core>, inbox: flume::Receiver<Envelope>) {
 /// Queues a command on this core's entity, activating it if needed.
 async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes) -> Result<Answer, Status> {
     let service = core.router.routes()[route].service;
-    let (reply, answer) = oneshot::channel();
-    let msg = Msg::Command(Cmd { route, payload, reply });
-    let tick = core.entities.tick();
-    let sent = {
-        let existing = core.entities.active.borrow().get(&(service, entity_id.clone())).map(|h| {
-            h.last_used.set(tick);
-            h.tx.clone()
-        });
-        let tx = match existing {
-            Some(tx) => tx,
-            None => start(core, service, entity_id, tick),
-        };
-        tx.try_send(msg)
+    let key = (service, entity_id);
+    let existing = core.entities.active.borrow().get(&key).map(|h| (h.tx.clone(), h.idle.clone()));
+    let (tx, idle) = match existing {
+        Some(found) => found,
+        None => {
+            core.entities.take_slot(core.shared.config.max_active_entities_per_core).await?;
+            // Another command may have activated it while this one waited.
+            let raced = core.entities.active.borrow().get(&key).map(|h| (h.tx.clone(), h.idle.clone()));
+            match raced {
+                Some(found) => {
+                    core.entities.release_slot();
+                    found
+                }
+                None => start(core, key),
+            }
+        }
     };
-    match sent {
-        Ok(()) => answer.await.map_err(|_| terminated())?,
+    let (len, limit) = (payload.len(), core.shared.config.entity_queue_bytes);
+    if idle.queued_bytes.get() + len > limit && idle.queued_bytes.get() > 0 {
+        return Err(Status::new(Code::ResourceExhausted, format!("too many request bytes queued for this entity (limit {limit})")));
+    }
+    let (reply, answer) = oneshot::channel();
+    match tx.try_send(Msg::Command(Cmd { route, payload, reply })) {
+        Ok(()) => {
+            idle.queued_bytes.set(idle.queued_bytes.get() + len);
+            answer.await.map_err(|_| terminated())?
+        }
         Err(flume::TrySendError::Full(_)) => Err(Status::new(
             Code::ResourceExhausted,
             format!("too many commands queued for this entity (limit {})", core.shared.config.entity_queue),
@@ -285,20 +354,21 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
     }
 }
 
-fn start(core: &Rc<Core>, service: usize, entity_id: String, tick: u64) -> flume::Sender<Msg> {
-    core.entities.make_room(core.shared.config.max_active_entities_per_core);
+/// Starts an entity's task in a slot already taken.
+fn start(core: &Rc<Core>, key: EntityKey) -> (flume::Sender<Msg>, Rc<Idle>) {
     let (tx, rx) = flume::bounded(core.shared.config.entity_queue);
     let idle = Rc::new(Idle::default());
-    let generation = tick;
-    let svc = &core.router.services()[service];
+    let generation = core.entities.tick();
+    let svc = &core.router.services()[key.0];
     let timeout = svc.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout);
-    core.entities.active.borrow_mut().insert(
-        (service, entity_id.clone()),
-        Handle { tx: tx.clone(), generation, last_used: Cell::new(tick), idle: idle.clone(), timeout },
-    );
+    core.entities.active.borrow_mut().insert(key.clone(), Handle { tx: tx.clone(), generation, idle: idle.clone(), timeout });
     core.metrics.entity_activated();
-    monoio::spawn(run(core.clone(), service, entity_id, rx, generation, idle));
-    tx
+    monoio::spawn(run(core.clone(), key, rx, generation, idle.clone()));
+    (tx, idle)
+}
+
+fn at_cap(cap: usize) -> Status {
+    Status::new(Code::ResourceExhausted, format!("active entity limit reached on this core ({cap}) and none is idle"))
 }
 
 /// How one stream to the function ended.
@@ -345,24 +415,25 @@ impl Stream {
     }
 }
 
-async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
+async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
+    let (service, entity_id) = (key.0, key.1.as_str());
     let svc = core.router.services()[service].clone();
-    let key = (service, entity_id.clone());
     let mut cached = core.cache.borrow_mut().take(&key);
     let end = loop {
-        match session(&core, &svc, &entity_id, &rx, &idle, cached).await {
+        match session(&core, &svc, &key, &rx, &idle, cached).await {
             End::Restart(state) => cached = state,
             end => break end,
         }
     };
     // Leave the registry before anything awaits, so the next command
     // starts a fresh entity instead of queueing behind a dead one.
-    core.entities.remove(service, &entity_id, generation);
+    core.entities.became_busy(&idle);
+    core.entities.remove(service, entity_id, generation);
     match end {
         End::Passivated(stream, state) => {
             debug!(service = %svc.name, entity = %entity_id, "passivated");
             if let Some(state) = state {
-                core.cache.borrow_mut().put(key, state);
+                core.cache.borrow_mut().put(key.clone(), state);
             }
             Box::pin(stream.close(core.max_message_size())).await;
         }
@@ -376,6 +447,7 @@ async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Recei
         }
         End::Restart(_) => unreachable!("restarts loop above"),
     }
+    core.entities.release_slot();
 }
 
 /// One activation: open the stream, replay, then serve commands until
@@ -383,11 +455,13 @@ async fn run(core: Rc<Core>, service: usize, entity_id: String, rx: flume::Recei
 async fn session(
     core: &Rc<Core>,
     svc: &EntityService,
-    entity_id: &str,
+    key: &EntityKey,
     rx: &flume::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
 ) -> End {
+    let entity_id = key.1.as_str();
+    let command_timeout = core.shared.config.entity_command_timeout;
     let max = core.max_message_size();
     // The rare, large steps (activation, commit, close) are boxed so that
     // an idle entity's task stays small: it is most of an entity's memory.
@@ -409,7 +483,12 @@ async fn session(
     loop {
         idle.busy.set(false);
         idle.since.set(Some(Instant::now()));
-        let cmd = match rx.recv_async().await {
+        if rx.is_empty() {
+            core.entities.became_idle(key, idle);
+        }
+        let received = rx.recv_async().await;
+        core.entities.became_busy(idle);
+        let cmd = match received {
             Ok(Msg::Command(cmd)) => cmd,
             // Commands that arrived after the request win: stay active. Once
             // it passivates, `run` leaves the registry before anything
@@ -422,6 +501,7 @@ async fn session(
         };
         idle.asked.set(false);
         idle.busy.set(true);
+        idle.queued_bytes.set(idle.queued_bytes.get().saturating_sub(cmd.payload.len()));
         let route = &core.router.routes()[cmd.route];
         let id = next_id;
         next_id += 1;
@@ -433,14 +513,21 @@ async fn session(
             streamed: false,
             metadata: None,
         };
-        let outcome = Box::pin(async {
+        let exchange = Box::pin(async {
             stream.send(session.command(command)).await?;
             match stream.next(max).await? {
                 Some(body) => session.decide(body, id),
                 None => Err(Status::new(Code::Unavailable, "Unexpected entity termination")),
             }
-        })
-        .await;
+        });
+        // A hung function fails this command and restarts the entity
+        // (dropping the stream resets it) instead of wedging it for ever.
+        let outcome = monoio::time::timeout(command_timeout, exchange).await.unwrap_or_else(|_| {
+            Err(Status::new(
+                Code::DeadlineExceeded,
+                format!("user function did not answer command {id} of entity {entity_id:?} within {command_timeout:?}"),
+            ))
+        });
         let decision = match outcome {
             Ok(d) => d,
             Err(status) => {

@@ -1,4 +1,6 @@
-//! A fixed set of lazily connected h2 client connections.
+//! Lazily connected h2 client connections to the user function: a base
+//! number, grown on demand (up to a limit) while every connection is at the
+//! stream limit the function advertises.
 
 use std::{cell::{Cell, RefCell}, fmt, path::PathBuf, time::Duration};
 
@@ -15,7 +17,12 @@ use crate::grpc::{Code, Status};
 /// Stream window towards the function: large enough that a 12 MiB message
 /// never waits on WINDOW_UPDATE round trips for long.
 const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Far above the sum of stream windows a core uses, so streams whose reader
+/// is slow (their unread data counts against it) cannot stall the others.
+const CONNECTION_WINDOW: u32 = 1 << 30;
+/// Streams assumed before the function's SETTINGS arrive (RFC 9113 asks
+/// peers to allow at least 100).
+const INITIAL_MAX_STREAMS: usize = 100;
 /// A function that does not accept a connection within this is "down".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,16 +63,27 @@ enum Slot {
 pub struct Pool {
     target: Target,
     authority: String,
+    /// All `max` slots; the first `open` are in use.
     slots: Vec<RefCell<Slot>>,
+    open: Cell<usize>,
     next: Cell<usize>,
 }
 
 impl Pool {
+    /// A pool of `connections`, fixed.
     pub fn new(target: Target, connections: usize) -> Pool {
+        Pool::growing(target, connections, connections)
+    }
+
+    /// A pool of `connections` that opens more, up to `max`, while all are
+    /// at their stream limit.
+    pub fn growing(target: Target, connections: usize, max: usize) -> Pool {
+        let base = connections.max(1);
         Pool {
             authority: target.authority(),
             target,
-            slots: (0..connections.max(1)).map(|_| RefCell::new(Slot::Idle)).collect(),
+            slots: (0..max.max(base)).map(|_| RefCell::new(Slot::Idle)).collect(),
+            open: Cell::new(base),
             next: Cell::new(0),
         }
     }
@@ -91,10 +109,9 @@ impl Pool {
         uri: &Uri,
         metadata: Option<&HeaderMap>,
     ) -> Result<(SendStream<Bytes>, ResponseFuture), Status> {
-        let idx = self.next.get();
-        self.next.set((idx + 1) % self.slots.len());
         let mut last = None;
         for _ in 0..2 {
+            let idx = self.pick()?;
             let sender = self.sender(idx).await?;
             let result = match sender.ready().await {
                 Ok(mut ready) => ready.send_request(request(uri, metadata), false).map(|(resp, send)| (send, resp)),
@@ -112,6 +129,34 @@ impl Pool {
         Err(Status::new(
             Code::Unavailable,
             format!("user function at {} failed the call: {}", self.target, last.map(|e| e.to_string()).unwrap_or_default()),
+        ))
+    }
+
+    /// The next slot round robin that can take a stream (one not connected
+    /// yet can); opens another slot when all are full.
+    fn pick(&self) -> Result<usize, Status> {
+        let open = self.open.get();
+        let start = self.next.get();
+        self.next.set((start + 1) % open);
+        let has_room = |i: usize| match &*self.slots[i].borrow() {
+            Slot::Ready(s) => s.num_active_streams() < s.current_max_send_streams(),
+            Slot::Idle | Slot::Connecting(_) => true,
+        };
+        if let Some(i) = (0..open).map(|k| (start + k) % open).find(|&i| has_room(i)) {
+            return Ok(i);
+        }
+        if open < self.slots.len() {
+            info!(target = %self.target, connections = open + 1, "every user-function connection is at its stream limit; opening another");
+            self.open.set(open + 1);
+            return Ok(open);
+        }
+        let max = match &*self.slots[0].borrow() {
+            Slot::Ready(s) => s.current_max_send_streams(),
+            _ => 0,
+        };
+        Err(Status::new(
+            Code::ResourceExhausted,
+            format!("the user function's stream limit is reached: {open} connections with {max} streams each"),
         ))
     }
 
@@ -137,7 +182,11 @@ impl Pool {
                 let _ = rx.await;
                 continue;
             }
+            // If this future is dropped mid-connect (the caller's deadline,
+            // a reset), the guard frees the slot and wakes its waiters.
+            let guard = Connecting(&self.slots[idx]);
             let result = self.connect().await;
+            std::mem::forget(guard);
             let previous = std::mem::replace(
                 &mut *self.slots[idx].borrow_mut(),
                 match &result {
@@ -186,6 +235,19 @@ impl Pool {
     }
 }
 
+/// Frees a slot whose connect was abandoned.
+struct Connecting<'a>(&'a RefCell<Slot>);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        if let Slot::Connecting(waiters) = std::mem::replace(&mut *self.0.borrow_mut(), Slot::Idle) {
+            waiters.into_iter().for_each(|w| {
+                let _ = w.send(());
+            });
+        }
+    }
+}
+
 async fn handshake<T>(io: T) -> std::io::Result<SendRequest<Bytes>>
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -193,6 +255,7 @@ where
     let (sender, connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_max_send_streams(INITIAL_MAX_STREAMS)
         .handshake::<_, Bytes>(io)
         .await
         .map_err(std::io::Error::other)?;
