@@ -6,7 +6,10 @@ use std::{
     cell::{Cell, RefCell},
     net::SocketAddr,
     rc::Rc,
-    sync::{atomic::AtomicBool, Arc, OnceLock},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize},
+        Arc, OnceLock,
+    },
     thread,
     time::Duration,
 };
@@ -43,6 +46,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     pub router: OnceLock<Arc<Router>>,
     pub workers: OnceLock<Vec<flume::Sender<Control>>>,
+    /// Open client connections, all cores (for `--max-connections`).
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -53,6 +58,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             router: OnceLock::new(),
             workers: OnceLock::new(),
+            connections: Arc::default(),
         }
     }
 
@@ -217,7 +223,8 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         drop(wiring);
         monoio::spawn(stateful::serve_mailbox(core.clone(), mailbox));
         monoio::spawn(stateful::sweep_idle(core.clone()));
-        monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone()));
+        let limits = server_limits(&core.shared);
+        monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone(), limits));
         while let Ok(msg) = inbox.recv_async().await {
             match msg {
                 Control::Metrics(reply) => {
@@ -234,4 +241,18 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
             }
         }
     });
+}
+
+fn server_limits(shared: &Shared) -> server::Limits {
+    let c = &shared.config;
+    server::Limits {
+        h2: server::H2Options {
+            max_concurrent_streams: c.max_concurrent_streams,
+            handshake_timeout: c.handshake_timeout,
+            idle_timeout: Some(c.idle_timeout),
+        },
+        max_connections: c.max_connections,
+        max_connections_per_core: c.max_connections_per_core,
+        global: shared.connections.clone(),
+    }
 }

@@ -23,6 +23,8 @@ use crate::worker::{Control, Shared};
 
 /// A scrape waits at most this long for a busy core's snapshot.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A scraper or probe sends its whole request head within this.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds the admin port and serves it on thread `massa-admin`. It runs
 /// before discovery, so `/health/ready` can say "not yet".
@@ -59,7 +61,10 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String
 
 async fn handle(stream: monoio::net::TcpStream, shared: Arc<Shared>) {
     let Ok(mut io) = stream.try_into_poll_io() else { return };
-    let result = match http1::read_head(&mut io).await {
+    let Ok(head) = monoio::time::timeout(HEAD_TIMEOUT, http1::read_head(&mut io)).await else {
+        return debug!("admin request head not complete in time; closing");
+    };
+    let result = match head {
         Ok(head) if head.method != "GET" => {
             http1::respond(&mut io, "405 Method Not Allowed", "text/plain", b"GET only\n").await
         }

@@ -1,7 +1,8 @@
 //! Serving one HTTP/2 connection: accept streams, hand each to the service
-//! on its own task, and go away gracefully when the core shuts down.
+//! on its own task, and go away gracefully when the core shuts down or the
+//! connection has been idle too long.
 
-use std::{future::Future, rc::Rc};
+use std::{cell::Cell, future::Future, rc::Rc, time::Duration};
 
 use bytes::Bytes;
 use h2::{server::SendResponse, RecvStream};
@@ -17,18 +18,64 @@ const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Bounds header memory per request (and CONTINUATION floods).
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+/// Reply bytes h2 may queue per stream beyond what the socket took; with
+/// capacity-aware senders this is the most a stream buffers.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
+/// After an idle GOAWAY, how long the peer has to finish the close.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// A timer that never fires in practice (and cannot overflow `Instant`).
+const FOREVER: Duration = Duration::from_secs(1 << 30);
+
+/// Limits of one h2 connection.
+#[derive(Clone, Copy, Debug)]
+pub struct H2Options {
+    pub max_concurrent_streams: u32,
+    /// For the preface and SETTINGS exchange.
+    pub handshake_timeout: Duration,
+    /// Close (GOAWAY) after this long with no stream open.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for H2Options {
+    fn default() -> H2Options {
+        H2Options { max_concurrent_streams: 1024, handshake_timeout: Duration::from_secs(10), idle_timeout: None }
+    }
+}
+
+impl H2Options {
+    /// For user functions (ours): every active entity holds one stream from
+    /// the proxy for as long as it lives, so, like the SDKs' gRPC servers,
+    /// no practical stream limit unless one is asked for.
+    pub fn user_function(max_concurrent_streams: Option<u32>) -> H2Options {
+        H2Options { max_concurrent_streams: max_concurrent_streams.unwrap_or(1 << 20), ..H2Options::default() }
+    }
+}
 
 /// Something that answers gRPC calls, one task per stream.
 pub trait Service: 'static {
-    /// Streams a client may open at once on one connection.
-    const MAX_CONCURRENT_STREAMS: u32 = 1024;
-
     fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) -> impl Future<Output = ()> + 'static;
 }
 
+/// Counts a connection's streams in flight.
+struct Live(Rc<Cell<usize>>);
+
+impl Live {
+    fn enter(counter: &Rc<Cell<usize>>) -> Live {
+        counter.set(counter.get() + 1);
+        Live(counter.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// Drives an h2 connection until the peer closes it, or until `shutdown`
-/// fires and the streams in flight have finished (GOAWAY first).
-pub async fn serve_h2<T, S>(io: T, service: Rc<S>, shutdown: Notify)
+/// fires or it idles out and the streams in flight have finished (GOAWAY
+/// first).
+pub async fn serve_h2<T, S>(io: T, service: Rc<S>, shutdown: Notify, options: H2Options)
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
     S: Service,
@@ -36,21 +83,44 @@ where
     let handshake = h2::server::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_concurrent_streams(S::MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(options.max_concurrent_streams)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
         .handshake::<_, Bytes>(io);
-    let mut conn = match handshake.await {
-        Ok(conn) => conn,
-        Err(e) => return debug!(error = %e, "h2 handshake failed"),
+    let mut conn = match monoio::time::timeout(options.handshake_timeout, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return debug!(error = %e, "h2 handshake failed"),
+        Err(_) => return debug!("h2 handshake timed out"),
     };
+    let live = Rc::new(Cell::new(0usize));
+    let idle_timeout = options.idle_timeout.unwrap_or(FOREVER);
     let mut going_away = false;
     loop {
         let next = if going_away {
-            conn.accept().await
+            // Shutdown waits for calls in flight; an idle close does not
+            // wait long for a peer that stopped reading.
+            match monoio::time::timeout(if shutdown.fired() { FOREVER } else { CLOSE_GRACE }, conn.accept()).await {
+                Ok(n) => n,
+                Err(_) => return debug!("peer did not finish closing; dropping the connection"),
+            }
         } else {
+            let idle = async {
+                loop {
+                    monoio::time::sleep(idle_timeout).await;
+                    if live.get() == 0 {
+                        return;
+                    }
+                }
+            };
             monoio::select! {
                 n = conn.accept() => n,
                 _ = shutdown.wait() => {
+                    conn.graceful_shutdown();
+                    going_away = true;
+                    continue;
+                }
+                _ = idle => {
+                    debug!(?idle_timeout, "closing idle connection");
                     conn.graceful_shutdown();
                     going_away = true;
                     continue;
@@ -59,7 +129,11 @@ where
         };
         match next {
             Some(Ok((request, respond))) => {
-                monoio::spawn(service.clone().call(request, respond));
+                let (service, guard) = (service.clone(), Live::enter(&live));
+                monoio::spawn(async move {
+                    service.call(request, respond).await;
+                    drop(guard);
+                });
             }
             Some(Err(e)) => return debug!(error = %e, "h2 connection error"),
             None => return,

@@ -86,7 +86,7 @@ pub async fn respond<T: AsyncWrite + Unpin>(io: &mut T, status: &str, content_ty
     poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await
 }
 
-async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, mut data: &[u8]) -> io::Result<()> {
+pub async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         let n = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, data)).await?;
         if n == 0 {
@@ -99,8 +99,13 @@ async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, mut data: &[u8]) -> io::Re
 
 /// Answers an HTTP/1.1 request on the public port. gRPC needs HTTP/2; the
 /// Knative queue probe gets its expected answer; everything else a 404.
-pub async fn answer_public<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
-    let result = match read_head(&mut io).await {
+/// The head must arrive within `head_timeout`.
+pub async fn answer_public<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, head_timeout: std::time::Duration) {
+    let head = match monoio::time::timeout(head_timeout, read_head(&mut io)).await {
+        Ok(head) => head,
+        Err(_) => return tracing::debug!("HTTP/1.1 request head not complete in time; closing"),
+    };
+    let result = match head {
         Ok(head) => match head.header("k-network-probe") {
             Some("queue") => respond(&mut io, "200 OK", "text/plain", b"queue").await,
             Some(_) => respond(&mut io, "400 Bad Request", "text/plain", b"unexpected K-Network-Probe value\n").await,

@@ -20,7 +20,7 @@ use http::{HeaderMap, Request};
 use massa::config::IoDriver;
 use massa::grpc::{Code, MessageReader, Responder, Status};
 use massa::runtime::Notify;
-use massa::server::{serve_h2, Service};
+use massa::server::{serve_h2, H2Options, Service};
 use massa::userfn::{CallResponse, Pool, Target};
 
 const MAX: usize = 64 << 20;
@@ -91,7 +91,7 @@ impl Interceptor {
                 let shutdown = Notify::new();
                 while let Ok((stream, _)) = listener.accept().await {
                     let io = stream.try_into_poll_io().map_err(|(e, _)| e).unwrap();
-                    monoio::spawn(serve_h2(io, service.clone(), shutdown.clone()));
+                    monoio::spawn(serve_h2(io, service.clone(), shutdown.clone(), H2Options::user_function(None)));
                 }
             };
             massa::runtime::block_on(IoDriver::Epoll, serve).unwrap();
@@ -118,8 +118,6 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
 }
 
 impl Service for Forwarder {
-    const MAX_CONCURRENT_STREAMS: u32 = 1 << 20;
-
     async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();

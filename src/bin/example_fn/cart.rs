@@ -221,11 +221,15 @@ pub async fn event_sourced(mut reader: MessageReader, responder: &mut Responder,
     Ok(())
 }
 
-/// The `slow` switch: an `AddItem` named `slow` takes 300 ms.
+/// The `slow` and `hang` switches: an `AddItem` named `slow` takes 300 ms,
+/// one named `hang` is never answered (an hour).
 async fn pause(command: &Command) {
     let payload = command.payload.as_ref().map(|p| p.value.clone()).unwrap_or_default();
-    if command.name == "AddItem" && AddLineItem::decode(payload).is_ok_and(|a| a.name == "slow") {
-        monoio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let name = if command.name == "AddItem" { AddLineItem::decode(payload).map(|a| a.name).unwrap_or_default() } else { String::new() };
+    match name.as_str() {
+        "slow" => monoio::time::sleep(std::time::Duration::from_millis(300)).await,
+        "hang" => monoio::time::sleep(std::time::Duration::from_secs(3600)).await,
+        _ => {}
     }
 }
 

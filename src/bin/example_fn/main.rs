@@ -29,7 +29,7 @@ use massa::proto::cloudstate::{
 use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::proto::google::protobuf::{Any, Empty};
 use massa::runtime::{self, Notify};
-use massa::server::{serve_h2, Service};
+use massa::server::{serve_h2, H2Options, Service};
 
 const SERVICE: &str = "example.echo.Echo";
 /// Largest message this function accepts.
@@ -63,6 +63,9 @@ struct Args {
     /// Ask the proxy to passivate idle carts after this many ms.
     #[arg(long)]
     passivation_ms: Option<i64>,
+    /// Advertise this HTTP/2 MAX_CONCURRENT_STREAMS (default: no practical limit).
+    #[arg(long)]
+    max_concurrent_streams: Option<u32>,
 }
 
 struct EchoFn {
@@ -75,6 +78,7 @@ fn main() {
     let args = Args::parse();
     let prefix = format!("/{}/", if args.legacy { LEGACY_FUNCTION_PROTOCOL } else { ACTION_PROTOCOL });
     let echo = Rc::new(EchoFn { args, protocol_prefix: prefix, recorded: RefCell::new(Vec::new()) });
+    let h2 = H2Options::user_function(echo.args.max_concurrent_streams);
     let serve = async move {
         let shutdown = Notify::new();
         if let Some(path) = &echo.args.uds {
@@ -86,7 +90,7 @@ fn main() {
             eprintln!("massa-example-fn listening on unix:{}", path.display());
             while let Ok((stream, _)) = listener.accept().await {
                 let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");
-                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone()));
+                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2));
             }
         } else {
             let addr = format!("{}:{}", echo.args.host, echo.args.port);
@@ -95,7 +99,7 @@ fn main() {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");
-                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone()));
+                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2));
             }
         }
     };
@@ -103,10 +107,6 @@ fn main() {
 }
 
 impl Service for EchoFn {
-    /// Every active entity holds one stream from the proxy for as long as it
-    /// lives, so, like the SDKs' gRPC servers, set no practical limit.
-    const MAX_CONCURRENT_STREAMS: u32 = 1 << 20;
-
     async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
         let path = request.uri().path().to_owned();
         let mut responder = Responder::new(respond);

@@ -29,7 +29,7 @@ use massa::proto::cloudstate::{
 };
 use massa::proto::google::protobuf::Empty;
 use massa::runtime::{self, Notify};
-use massa::server::{serve_h2, Service};
+use massa::server::{serve_h2, H2Options, Service};
 
 use action::Shape;
 use wire::{decode, send};
@@ -80,7 +80,7 @@ fn main() {
                     let _ = stream.set_nodelay(true);
                     match stream.try_into_poll_io() {
                         Ok(io) => {
-                            monoio::spawn(serve_h2(io, model.clone(), shutdown.clone()));
+                            monoio::spawn(serve_h2(io, model.clone(), shutdown.clone(), H2Options::user_function(None)));
                         }
                         Err((e, _)) => eprintln!("massa-tck-model: connection setup failed: {e}"),
                     }
@@ -96,9 +96,6 @@ fn main() {
 }
 
 impl Service for TckModel {
-    /// Each active entity keeps one stream open; set no practical limit.
-    const MAX_CONCURRENT_STREAMS: u32 = 1 << 20;
-
     async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
         let path = request.uri().path().to_owned();
         let mut responder = Responder::new(respond);
