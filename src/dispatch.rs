@@ -17,7 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::admin::{health, reflection};
 use crate::discovery::EntityKind;
 use crate::entity::{action, stateful};
-use crate::grpc::{self, Code, Responder, Status};
+use crate::grpc::{self, budget::Budget, Code, Responder, SendError, Status};
 use crate::server::Service;
 use crate::worker::Core;
 
@@ -45,6 +45,19 @@ impl End {
         }
     }
 
+    /// A reply that could not be sent: a stalled reader loses the stream, an
+    /// over-budget one gets the reason.
+    pub fn from_send(e: SendError) -> End {
+        match e {
+            SendError::Stream(_) => End::ClientGone,
+            SendError::Stalled(t) => {
+                tracing::debug!(stall = ?t, "client opened no window; resetting its stream");
+                End::Reset(Reason::CANCEL)
+            }
+            SendError::OverBudget => End::Status(Status::new(Code::ResourceExhausted, SendError::OverBudget.to_string())),
+        }
+    }
+
     fn code(&self) -> Code {
         match self {
             End::Status(s) => s.code,
@@ -54,7 +67,7 @@ impl End {
 }
 
 impl Service for Core {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, budget: Rc<Budget>) {
         let started = Instant::now();
         let is_grpc = request
             .headers()
@@ -66,7 +79,7 @@ impl Service for Core {
         let route = self.router.lookup(request.uri().path()).cloned();
         let route_id = route.as_ref().map(|r| r.id);
         self.metrics.started(route_id);
-        let mut responder = Responder::new(respond);
+        let mut responder = Responder::bounded(respond, budget, Some(self.shared.config.send_stall_timeout));
         let deadline = request.headers().get("grpc-timeout").and_then(|v| grpc::parse_timeout(v.as_bytes()));
         let work = Box::pin(serve(&self, route.as_ref(), request, &mut responder));
         let end = match deadline {

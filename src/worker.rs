@@ -19,6 +19,7 @@ use http::Uri;
 use tracing::{info, warn};
 
 use crate::admin::metrics::{CoreMetrics, Snapshot};
+use crate::grpc::{budget::Budget, MessageReader, Responder};
 use crate::config::Config;
 use crate::entity::cache::StateCache;
 use crate::entity::stateful::{self, Entities};
@@ -142,6 +143,12 @@ impl Core {
     pub fn max_message_size(&self) -> usize {
         self.shared.config.max_message_size
     }
+
+    /// A client request's reader, charged to the call's connection and
+    /// bounded by the body timeout.
+    pub fn request_reader(&self, body: h2::RecvStream, responder: &Responder) -> MessageReader {
+        MessageReader::bounded(body, self.max_message_size(), responder.budget(), Some(self.shared.config.body_timeout))
+    }
 }
 
 /// The channels between cores and to storage, made before the cores start.
@@ -251,6 +258,8 @@ fn server_limits(shared: &Shared) -> server::Limits {
             handshake_timeout: c.handshake_timeout,
             idle_timeout: Some(c.idle_timeout),
         },
+        connection_buffer: c.connection_buffer,
+        core_buffer: Budget::new(c.core_buffer, None),
         max_connections: c.max_connections,
         max_connections_per_core: c.max_connections_per_core,
         global: shared.connections.clone(),

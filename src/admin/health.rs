@@ -7,7 +7,7 @@ use h2::RecvStream;
 use http::Request;
 
 use crate::dispatch::End;
-use crate::grpc::{Code, MessageReader, Responder, Status};
+use crate::grpc::{Code, Responder, Status};
 use crate::proto::grpc::health::v1::{health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse};
 use crate::worker::Core;
 
@@ -22,8 +22,8 @@ fn status_of(core: &Core, service: &str) -> Option<ServingStatus> {
     known.then_some(if serving { ServingStatus::Serving } else { ServingStatus::NotServing })
 }
 
-async fn read_request(core: &Core, request: Request<RecvStream>) -> Result<HealthCheckRequest, Status> {
-    let body = MessageReader::new(request.into_body(), core.max_message_size()).single().await?;
+async fn read_request(core: &Core, request: Request<RecvStream>, responder: &Responder) -> Result<HealthCheckRequest, Status> {
+    let body = core.request_reader(request.into_body(), responder).single().await?;
     prost::Message::decode(body).map_err(|e| Status::new(Code::InvalidArgument, format!("bad HealthCheckRequest: {e}")))
 }
 
@@ -32,12 +32,12 @@ fn response(status: ServingStatus) -> bytes::Bytes {
 }
 
 pub async fn check(core: &Rc<Core>, request: Request<RecvStream>, responder: &mut Responder) -> End {
-    let req = match read_request(core, request).await {
+    let req = match read_request(core, request, responder).await {
         Ok(r) => r,
         Err(status) => return End::Status(status),
     };
     match status_of(core, &req.service) {
-        Some(s) => match responder.send(response(s)) {
+        Some(s) => match responder.send(response(s)).await {
             Ok(()) => End::ok(),
             Err(_) => End::ClientGone,
         },
@@ -47,17 +47,17 @@ pub async fn check(core: &Rc<Core>, request: Request<RecvStream>, responder: &mu
 
 /// Sends the current status, then NOT_SERVING when this core shuts down.
 pub async fn watch(core: &Rc<Core>, request: Request<RecvStream>, responder: &mut Responder) -> End {
-    let req = match read_request(core, request).await {
+    let req = match read_request(core, request, responder).await {
         Ok(r) => r,
         Err(status) => return End::Status(status),
     };
     let Some(current) = status_of(core, &req.service) else {
-        return match responder.send(response(ServingStatus::ServiceUnknown)) {
+        return match responder.send(response(ServingStatus::ServiceUnknown)).await {
             Ok(()) => End::ok(),
             Err(_) => End::ClientGone,
         };
     };
-    if responder.send(response(current)).is_err() {
+    if responder.send(response(current)).await.is_err() {
         return End::ClientGone;
     }
     if current == ServingStatus::Serving {
@@ -65,7 +65,7 @@ pub async fn watch(core: &Rc<Core>, request: Request<RecvStream>, responder: &mu
             _ = core.shutdown.wait() => {}
             _ = responder.reset_by_client() => return End::ClientGone,
         }
-        if responder.send(response(ServingStatus::NotServing)).is_err() {
+        if responder.send(response(ServingStatus::NotServing)).await.is_err() {
             return End::ClientGone;
         }
     }

@@ -16,7 +16,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, FileDescriptor};
 
 use crate::dispatch::End;
-use crate::grpc::{Code, MessageReader, Responder, Status};
+use crate::grpc::{Code, Responder, Status};
 use crate::proto::grpc::reflection::v1alpha::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ErrorResponse,
     ExtensionNumberResponse, FileDescriptorResponse, ListServiceResponse, ServerReflectionRequest,
@@ -41,7 +41,7 @@ fn admin_pool() -> &'static DescriptorPool {
 
 /// Answers each request of the stream in order.
 pub async fn serve(core: &Rc<Core>, version: Version, request: Request<RecvStream>, responder: &mut Responder) -> End {
-    let mut reader = MessageReader::new(request.into_body(), core.max_message_size());
+    let mut reader = core.request_reader(request.into_body(), responder);
     loop {
         let body = match reader.message().await {
             Ok(Some(body)) => body,
@@ -54,7 +54,7 @@ pub async fn serve(core: &Rc<Core>, version: Version, request: Request<RecvStrea
         };
         let served: Vec<&str> = core.router.services().iter().map(|s| s.name.as_str()).collect();
         let response = answer(core.router.descriptors(), &served, version, request);
-        if responder.send_flow(Bytes::from(response.encode_to_vec())).await.is_err() {
+        if responder.send(Bytes::from(response.encode_to_vec())).await.is_err() {
             return End::ClientGone;
         }
     }

@@ -32,7 +32,7 @@ use crate::worker::Core;
 pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request<RecvStream>, responder: &mut Responder) -> End {
     let (parts, body) = request.into_parts();
     let metadata = metadata::from_headers(&parts.headers);
-    let reader = MessageReader::new(body, core.max_message_size());
+    let reader = core.request_reader(body, responder);
     let uris = core.action_uris(route.service).expect("action routes have action URIs");
     match route.shape {
         Shape::Unary => Box::pin(unary(core, route, metadata, reader, responder)).await,
@@ -173,9 +173,9 @@ async fn relay(core: &Rc<Core>, route: &MethodRoute, response: ResponseFuture, r
                     return End::ClientGone;
                 }
                 let payload = reply.payload.map(|p| p.value).unwrap_or_default();
-                if let Err(e) = responder.send_flow(payload).await {
-                    tracing::debug!(error = %e, "client stream closed while relaying");
-                    return End::ClientGone;
+                if let Err(e) = responder.send(payload).await {
+                    tracing::debug!(error = %e, "reply not sent while relaying");
+                    return End::from_send(e);
                 }
             }
             Ok(None) => {}

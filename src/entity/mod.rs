@@ -27,9 +27,12 @@ pub async fn respond_unary(responder: &mut Responder, work: impl Future<Output =
         Ok(Some(reply)) => {
             let headers = metadata::to_headers(reply.metadata.as_ref());
             let payload = reply.payload.map(|p| p.value).unwrap_or_default();
-            match responder.send_headers(headers).and_then(|()| responder.send(payload)) {
+            if responder.send_headers(headers).is_err() {
+                return End::ClientGone;
+            }
+            match responder.send(payload).await {
                 Ok(()) => End::ok(),
-                Err(_) => End::ClientGone,
+                Err(e) => End::from_send(e),
             }
         }
         Ok(None) => End::ok(),

@@ -25,7 +25,7 @@ use super::{eventsourced, key, value};
 use crate::discovery::{report_error, EntityKind, EntityService, MethodRoute};
 use crate::dispatch::End as DispatchEnd;
 use crate::effects::{self, Outcome};
-use crate::grpc::{wait_capacity, Code, MessageReader, Responder, Status};
+use crate::grpc::{wait_capacity, Code, Responder, Status};
 use crate::proto::cloudstate::{Command, SideEffect};
 use crate::proto::google::protobuf::Any;
 use crate::shard::{self, Envelope};
@@ -275,7 +275,7 @@ pub async fn sweep_idle(core: Rc<Core>) {
 
 /// Serves a client's unary call of an entity method.
 pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<h2::RecvStream>, responder: &mut Responder) -> DispatchEnd {
-    let reader = MessageReader::new(request.into_body(), core.max_message_size());
+    let reader = core.request_reader(request.into_body(), responder);
     let payload = match reader.single().await {
         Ok(p) => p,
         Err(status) => return DispatchEnd::Status(status),

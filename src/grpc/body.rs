@@ -1,10 +1,13 @@
 //! Message streams over h2 bodies: a reader that yields whole messages and a
 //! responder that sends headers, messages and trailers in gRPC's order.
 
+use std::{rc::Rc, time::Duration};
+
 use bytes::Bytes;
 use h2::{server::SendResponse, RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response};
 
+use super::budget::{Budget, Charge};
 use super::{encode_message, Code, Decoder, FrameError, Status, CONTENT_TYPE};
 
 /// Why reading a message stream failed.
@@ -14,6 +17,10 @@ pub enum ReadError {
     Frame(FrameError),
     /// The h2 stream failed (reset, connection lost).
     Stream(h2::Error),
+    /// A started message (or a unary request) did not arrive in time.
+    Incomplete(Duration),
+    /// Assembling it would pass the connection's or core's buffer limit.
+    OverBudget,
 }
 
 impl ReadError {
@@ -24,37 +31,65 @@ impl ReadError {
             ReadError::Frame(e @ FrameError::Compressed) => Status::new(Code::Unimplemented, e.to_string()),
             ReadError::Frame(e) => Status::new(Code::Internal, format!("malformed request: {e}")),
             ReadError::Stream(e) => Status::new(Code::Cancelled, format!("request stream failed: {e}")),
+            ReadError::Incomplete(t) => Status::new(Code::DeadlineExceeded, format!("request message not complete within {t:?}")),
+            ReadError::OverBudget => Status::new(
+                Code::ResourceExhausted,
+                "request bytes in flight exceed this connection's buffer limit (--connection-buffer / --core-buffer)",
+            ),
         }
     }
 }
 
-/// Yields whole gRPC messages from an h2 body, releasing flow-control window
-/// as chunks arrive so the peer is never stalled by our buffering.
+/// Yields whole gRPC messages from an h2 body. Data is pulled from h2 (and
+/// its window released) only when the call asks for the next message, so
+/// an unread stream holds at most its window; bytes pulled to assemble a
+/// message are charged to the connection's [`Budget`] until handed out.
 pub struct MessageReader {
     body: RecvStream,
     decoder: Decoder,
     eof: bool,
+    buffered: Charge,
+    /// For a started message, and a unary request as a whole.
+    timeout: Option<Duration>,
 }
 
 impl MessageReader {
+    /// A reader with no limits beyond the message size (function replies,
+    /// our own clients).
     pub fn new(body: RecvStream, max_message_size: usize) -> MessageReader {
-        MessageReader { body, decoder: Decoder::new(max_message_size), eof: false }
+        MessageReader::bounded(body, max_message_size, &Budget::unlimited(), None)
+    }
+
+    /// A client's request stream: buffered bytes charged to `budget`, and
+    /// started messages that must complete within `timeout`.
+    pub fn bounded(body: RecvStream, max_message_size: usize, budget: &Rc<Budget>, timeout: Option<Duration>) -> MessageReader {
+        MessageReader { body, decoder: Decoder::new(max_message_size), eof: false, buffered: Charge::new(budget), timeout }
     }
 
     /// The next message, or `None` once the peer half-closed cleanly.
     pub async fn message(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
             if let Some(m) = self.decoder.next_message().map_err(ReadError::Frame)? {
+                self.buffered.set(self.decoder.buffered());
                 return Ok(Some(m));
             }
             if self.eof {
                 self.decoder.finish().map_err(ReadError::Frame)?;
                 return Ok(None);
             }
-            match self.body.data().await {
+            let data = match self.timeout {
+                Some(t) if self.decoder.buffered() > 0 => {
+                    monoio::time::timeout(t, self.body.data()).await.map_err(|_| ReadError::Incomplete(t))?
+                }
+                _ => self.body.data().await,
+            };
+            match data {
                 Some(Ok(chunk)) => {
                     let _ = self.body.flow_control().release_capacity(chunk.len());
                     self.decoder.push(chunk);
+                    if !self.buffered.set(self.decoder.buffered()) {
+                        return Err(ReadError::OverBudget);
+                    }
                 }
                 Some(Err(e)) => return Err(ReadError::Stream(e)),
                 None => self.eof = true,
@@ -63,8 +98,18 @@ impl MessageReader {
     }
 
     /// The one request message of a unary or server-streaming call, with
-    /// the status a client gets when there is not exactly one.
-    pub async fn single(mut self) -> Result<Bytes, Status> {
+    /// the status a client gets when there is not exactly one; the whole
+    /// request must arrive within the reader's timeout.
+    pub async fn single(self) -> Result<Bytes, Status> {
+        match self.timeout {
+            Some(t) => monoio::time::timeout(t, self.read_single())
+                .await
+                .unwrap_or_else(|_| Err(ReadError::Incomplete(t).into_client_status())),
+            None => self.read_single().await,
+        }
+    }
+
+    async fn read_single(mut self) -> Result<Bytes, Status> {
         let first = self.message().await.map_err(ReadError::into_client_status)?;
         let Some(payload) = first else {
             return Err(Status::new(Code::InvalidArgument, "the call ended without a request message"));
@@ -81,16 +126,44 @@ impl MessageReader {
     }
 }
 
+/// Why a reply message could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("client stream failed: {0}")]
+    Stream(#[from] h2::Error),
+    #[error("client opened no flow-control window for {0:?}")]
+    Stalled(Duration),
+    #[error("replies waiting for this client's window exceed the connection's buffer limit")]
+    OverBudget,
+}
+
 /// The server side of one gRPC response: headers once, messages, then
 /// trailers (or a trailers-only response when nothing was sent).
+///
+/// Messages go out only as the client's window allows (h2 itself queues at
+/// most its small per-stream send buffer); the part still waiting for
+/// window is charged to the connection's [`Budget`], and a client that
+/// opens no window for the stall timeout loses the call.
 pub struct Responder {
     respond: SendResponse<Bytes>,
     body: Option<SendStream<Bytes>>,
+    budget: Rc<Budget>,
+    stall: Option<Duration>,
 }
 
 impl Responder {
+    /// No budget and no stall timeout (user functions, tests).
     pub fn new(respond: SendResponse<Bytes>) -> Responder {
-        Responder { respond, body: None }
+        Responder::bounded(respond, Budget::unlimited(), None)
+    }
+
+    pub fn bounded(respond: SendResponse<Bytes>, budget: Rc<Budget>, stall: Option<Duration>) -> Responder {
+        Responder { respond, body: None, budget, stall }
+    }
+
+    /// The budget this call's buffers are charged to (its connection's).
+    pub fn budget(&self) -> &Rc<Budget> {
+        &self.budget
     }
 
     /// Whether response headers went out already.
@@ -113,23 +186,34 @@ impl Responder {
         Ok(self.body.as_mut().expect("headers sent"))
     }
 
-    /// Queues one message without waiting for flow-control window; for
-    /// unary replies, where exactly one message follows.
-    pub fn send(&mut self, payload: Bytes) -> Result<(), h2::Error> {
+    /// Sends one message as the client's window opens; resolves once all of
+    /// it is with h2. A slow reader thus applies backpressure to the caller
+    /// (and through it to the function's stream) instead of growing buffers.
+    pub async fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
+        let (stall, mut waiting) = (self.stall, Charge::new(&self.budget));
         let body = self.body()?;
         let (head, tail) = encode_message(payload);
-        body.send_data(head, false)?;
-        if let Some(tail) = tail {
-            body.send_data(tail, false)?;
+        let mut left = head.len() + tail.as_ref().map_or(0, Bytes::len);
+        if !waiting.grow(left) {
+            return Err(SendError::OverBudget);
+        }
+        for mut piece in [Some(head), tail].into_iter().flatten() {
+            while !piece.is_empty() {
+                if body.capacity() == 0 {
+                    body.reserve_capacity(left);
+                    let wait = wait_capacity(body, left);
+                    match stall {
+                        Some(t) => monoio::time::timeout(t, wait).await.map_err(|_| SendError::Stalled(t))??,
+                        None => wait.await?,
+                    }
+                }
+                let n = body.capacity().min(piece.len()).max(1);
+                body.send_data(piece.split_to(n), false)?;
+                waiting.shrink(n);
+                left -= n;
+            }
         }
         Ok(())
-    }
-
-    /// Sends one message after waiting for the client's window, so a slow
-    /// reader of a stream applies backpressure instead of growing our buffers.
-    pub async fn send_flow(&mut self, payload: Bytes) -> Result<(), h2::Error> {
-        wait_capacity(self.body()?, payload.len() + super::HEADER_LEN).await?;
-        self.send(payload)
     }
 
     /// Ends the call with `status`: trailers after messages, or a
@@ -178,8 +262,9 @@ fn grpc_response() -> Response<()> {
     response
 }
 
-/// Waits until the peer's flow-control window has room, so a slow reader
-/// applies backpressure instead of growing h2's send buffer without bound.
+/// Waits until the peer's flow-control window has room for some of `len`
+/// bytes, so a slow reader applies backpressure instead of growing h2's
+/// send buffer without bound.
 pub async fn wait_capacity(stream: &mut SendStream<Bytes>, len: usize) -> Result<(), h2::Error> {
     stream.reserve_capacity(len);
     while stream.capacity() == 0 {

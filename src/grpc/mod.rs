@@ -3,11 +3,12 @@
 //! aware because every call crosses it twice.
 
 mod body;
+pub mod budget;
 mod frame;
 mod status;
 mod timeout;
 
-pub use body::{wait_capacity, MessageReader, ReadError, Responder};
+pub use body::{wait_capacity, MessageReader, ReadError, Responder, SendError};
 pub use frame::{encode_message, encode_prost, Decoder, FrameError, HEADER_LEN};
 pub use status::{Code, Status};
 pub use timeout::parse_timeout;

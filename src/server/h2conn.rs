@@ -10,6 +10,7 @@ use http::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::debug;
 
+use crate::grpc::budget::Budget;
 use crate::runtime::Notify;
 
 /// Large windows keep big messages and many streams from stalling on
@@ -53,7 +54,13 @@ impl H2Options {
 
 /// Something that answers gRPC calls, one task per stream.
 pub trait Service: 'static {
-    fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) -> impl Future<Output = ()> + 'static;
+    /// `budget` is the connection's: what the call holds for its client.
+    fn call(
+        self: Rc<Self>,
+        request: Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        budget: Rc<Budget>,
+    ) -> impl Future<Output = ()> + 'static;
 }
 
 /// Counts a connection's streams in flight.
@@ -75,7 +82,7 @@ impl Drop for Live {
 /// Drives an h2 connection until the peer closes it, or until `shutdown`
 /// fires or it idles out and the streams in flight have finished (GOAWAY
 /// first).
-pub async fn serve_h2<T, S>(io: T, service: Rc<S>, shutdown: Notify, options: H2Options)
+pub async fn serve_h2<T, S>(io: T, service: Rc<S>, shutdown: Notify, options: H2Options, budget: Rc<Budget>)
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
     S: Service,
@@ -129,9 +136,9 @@ where
         };
         match next {
             Some(Ok((request, respond))) => {
-                let (service, guard) = (service.clone(), Live::enter(&live));
+                let (service, guard, budget) = (service.clone(), Live::enter(&live), budget.clone());
                 monoio::spawn(async move {
-                    service.call(request, respond).await;
+                    service.call(request, respond, budget).await;
                     drop(guard);
                 });
             }

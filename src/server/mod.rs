@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 pub use h2conn::{serve_h2, H2Options, Service};
 pub use sniff::{sniff, Prefixed, Protocol};
 
+use crate::grpc::budget::Budget;
 use crate::runtime::Notify;
 
 /// Pending connections per core's listener.
@@ -46,9 +47,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The public port's limits.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Limits {
     pub h2: H2Options,
+    /// Bytes one connection may make the proxy hold beyond the windows.
+    pub connection_buffer: usize,
+    /// The core's budget, parent of every connection's.
+    pub core_buffer: Rc<Budget>,
     pub max_connections: usize,
     pub max_connections_per_core: usize,
     /// Open connections of all cores.
@@ -140,8 +145,9 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
                     continue;
                 };
                 let (service, shutdown, h2) = (service.clone(), shutdown.clone(), limits.h2);
+                let budget = Budget::new(limits.connection_buffer, Some(limits.core_buffer.clone()));
                 monoio::spawn(async move {
-                    handle(stream, peer, service, shutdown, h2).await;
+                    handle(stream, peer, service, shutdown, h2, budget).await;
                     drop(guard);
                 });
             }
@@ -158,14 +164,14 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
     }
 }
 
-async fn handle<S: Service>(stream: TcpStream, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options) {
+async fn handle<S: Service>(stream: TcpStream, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options, budget: Rc<Budget>) {
     let _ = stream.set_nodelay(true);
     let mut io = match stream.try_into_poll_io() {
         Ok(io) => io,
         Err((e, _)) => return warn!(error = %e, "cannot poll connection"),
     };
     match monoio::time::timeout(h2.handshake_timeout, sniff(&mut io)).await {
-        Ok(Ok((Protocol::H2, prefix))) => serve_h2(Prefixed::new(prefix, io), service, shutdown, h2).await,
+        Ok(Ok((Protocol::H2, prefix))) => serve_h2(Prefixed::new(prefix, io), service, shutdown, h2, budget).await,
         Ok(Ok((Protocol::Http1, prefix))) => http1::answer_public(Prefixed::new(prefix, io), h2.handshake_timeout).await,
         Ok(Ok((Protocol::Unknown, _))) => debug!(%peer, "closing connection that speaks neither HTTP/2 nor HTTP/1.1"),
         Ok(Err(e)) => debug!(%peer, error = %e, "connection closed before its protocol was known"),

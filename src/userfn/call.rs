@@ -60,6 +60,8 @@ impl CallResponse {
             Err(ReadError::Frame(e)) => {
                 return Err(Status::new(Code::Internal, format!("user function sent a malformed frame: {e}")))
             }
+            // Function replies are read without a budget or timeout.
+            Err(e @ (ReadError::Incomplete(_) | ReadError::OverBudget)) => return Err(e.into_client_status()),
         }
         let trailers = reader.trailers().await.map_err(upstream_status)?;
         self.reader = None;

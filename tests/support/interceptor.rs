@@ -20,6 +20,7 @@ use http::{HeaderMap, Request};
 use massa::config::IoDriver;
 use massa::grpc::{Code, MessageReader, Responder, Status};
 use massa::runtime::Notify;
+use massa::grpc::budget::Budget;
 use massa::server::{serve_h2, H2Options, Service};
 use massa::userfn::{CallResponse, Pool, Target};
 
@@ -91,7 +92,7 @@ impl Interceptor {
                 let shutdown = Notify::new();
                 while let Ok((stream, _)) = listener.accept().await {
                     let io = stream.try_into_poll_io().map_err(|(e, _)| e).unwrap();
-                    monoio::spawn(serve_h2(io, service.clone(), shutdown.clone(), H2Options::user_function(None)));
+                    monoio::spawn(serve_h2(io, service.clone(), shutdown.clone(), H2Options::user_function(None), Budget::unlimited()));
                 }
             };
             massa::runtime::block_on(IoDriver::Epoll, serve).unwrap();
@@ -118,7 +119,7 @@ fn metadata(headers: &HeaderMap) -> HeaderMap {
 }
 
 impl Service for Forwarder {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
         let mut index = 0;
@@ -172,7 +173,7 @@ impl Service for Forwarder {
                 match upstream.message().await {
                     Ok(Some(m)) => {
                         record(false, Event::Message(m.clone()));
-                        if responder.send_flow(m).await.is_err() {
+                        if responder.send(m).await.is_err() {
                             return Err(Status::new(Code::Cancelled, "proxy went away"));
                         }
                     }

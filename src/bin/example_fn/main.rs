@@ -29,6 +29,7 @@ use massa::proto::cloudstate::{
 use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::proto::google::protobuf::{Any, Empty};
 use massa::runtime::{self, Notify};
+use massa::grpc::budget::Budget;
 use massa::server::{serve_h2, H2Options, Service};
 
 const SERVICE: &str = "example.echo.Echo";
@@ -90,7 +91,7 @@ fn main() {
             eprintln!("massa-example-fn listening on unix:{}", path.display());
             while let Ok((stream, _)) = listener.accept().await {
                 let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");
-                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2));
+                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2, Budget::unlimited()));
             }
         } else {
             let addr = format!("{}:{}", echo.args.host, echo.args.port);
@@ -99,7 +100,7 @@ fn main() {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");
-                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2));
+                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2, Budget::unlimited()));
             }
         }
     };
@@ -107,7 +108,7 @@ fn main() {
 }
 
 impl Service for EchoFn {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
         let path = request.uri().path().to_owned();
         let mut responder = Responder::new(respond);
         let reader = MessageReader::new(request.into_body(), MAX_MESSAGE);
@@ -356,7 +357,7 @@ fn bad(e: prost::DecodeError) -> Status {
 
 async fn send(responder: &mut Responder, message: &impl Message) -> Result<(), Status> {
     responder
-        .send_flow(message.encode_to_vec().into())
+        .send(message.encode_to_vec().into())
         .await
         .map_err(|e| Status::new(Code::Cancelled, format!("proxy went away: {e}")))
 }

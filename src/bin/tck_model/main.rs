@@ -29,6 +29,7 @@ use massa::proto::cloudstate::{
 };
 use massa::proto::google::protobuf::Empty;
 use massa::runtime::{self, Notify};
+use massa::grpc::budget::Budget;
 use massa::server::{serve_h2, H2Options, Service};
 
 use action::Shape;
@@ -80,7 +81,7 @@ fn main() {
                     let _ = stream.set_nodelay(true);
                     match stream.try_into_poll_io() {
                         Ok(io) => {
-                            monoio::spawn(serve_h2(io, model.clone(), shutdown.clone(), H2Options::user_function(None)));
+                            monoio::spawn(serve_h2(io, model.clone(), shutdown.clone(), H2Options::user_function(None), Budget::unlimited()));
                         }
                         Err((e, _)) => eprintln!("massa-tck-model: connection setup failed: {e}"),
                     }
@@ -96,7 +97,7 @@ fn main() {
 }
 
 impl Service for TckModel {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>) {
+    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
         let path = request.uri().path().to_owned();
         let mut responder = Responder::new(respond);
         let reader = MessageReader::new(request.into_body(), MAX_MESSAGE);

@@ -44,13 +44,14 @@ pub fn read_error(e: ReadError) -> Status {
         ReadError::Frame(e @ FrameError::TooLarge { .. }) => Status::new(Code::ResourceExhausted, e.to_string()),
         ReadError::Frame(e) => invalid(format!("malformed gRPC framing: {e}")),
         ReadError::Stream(e) => Status::new(Code::Cancelled, format!("request stream failed: {e}")),
+        e @ (ReadError::Incomplete(_) | ReadError::OverBudget) => e.into_client_status(),
     }
 }
 
 /// Sends one response message, waiting for flow-control capacity.
 pub async fn send(responder: &mut Responder, message: &impl Message) -> Result<(), Status> {
     responder
-        .send_flow(message.encode_to_vec().into())
+        .send(message.encode_to_vec().into())
         .await
         .map_err(|e| Status::new(Code::Cancelled, format!("proxy went away: {e}")))
 }
