@@ -192,6 +192,15 @@ pub struct Config {
     #[arg(long, env = "MASSA_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
 
+    /// HTTP/2 receive window per stream: request bytes a client may send
+    /// before its call reads them.
+    #[arg(long, env = "MASSA_STREAM_WINDOW", default_value = "1MiB", value_parser = parse_window)]
+    pub stream_window: u32,
+
+    /// HTTP/2 receive window per connection (all its streams together).
+    #[arg(long, env = "MASSA_CONNECTION_WINDOW", default_value = "16MiB", value_parser = parse_window)]
+    pub connection_window: u32,
+
     /// Time a new connection has to send its preface / request head and
     /// finish the HTTP/2 handshake.
     #[arg(long, env = "MASSA_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -314,6 +323,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         u => return Err(format!("invalid duration unit `{u}` in `{s}`")),
     };
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// An HTTP/2 window: a size from 64 KiB - 1 (the protocol's initial value)
+/// to 2^31 - 1.
+fn parse_window(s: &str) -> Result<u32, String> {
+    let n = parse_size(s)?;
+    if !(65_535..=0x7fff_ffff).contains(&n) {
+        return Err(format!("window `{s}` must be between 65535 and 2147483647 bytes"));
+    }
+    Ok(n as u32)
 }
 
 /// `12MiB`, `12M`, `64KiB`, `1k`, or a bare number of bytes.

@@ -255,6 +255,8 @@ fn server_limits(shared: &Shared) -> server::Limits {
     server::Limits {
         h2: server::H2Options {
             max_concurrent_streams: c.max_concurrent_streams,
+            stream_window: c.stream_window,
+            connection_window: c.connection_window,
             handshake_timeout: c.handshake_timeout,
             idle_timeout: Some(c.idle_timeout),
         },

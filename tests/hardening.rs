@@ -515,3 +515,58 @@ fn streams_per_connection_are_capped() {
         drop((a, b));
     });
 }
+
+#[test]
+fn request_bytes_a_connection_makes_the_proxy_hold_are_bounded() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let flags = ["--store", "memory", "--connection-buffer", "2MiB", "--entity-command-timeout", "20s", "--body-timeout", "20s"];
+    let m = start_massa(fn_port, &flags);
+    let pid = m.proc.child.id();
+    run(async {
+        let before = rss_kib(pid);
+        let h2 = raw_h2(m.port, 65535).await;
+        // Complete requests held by calls that hang: 600 KiB each, so the
+        // fourth passes the 2 MiB connection buffer.
+        let mut held = Vec::new();
+        for i in 0..3 {
+            let request = AddLineItem { user_id: format!("h{i}"), product_id: "x".repeat(600 << 10), name: "hang".into(), quantity: 1 };
+            held.push(start_call(&h2, &format!("/{CART}/AddItem"), encode_prost(&request)).await);
+        }
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        let request = AddLineItem { user_id: "h3".into(), product_id: "x".repeat(600 << 10), name: "hang".into(), quantity: 1 };
+        let (response, _send) = start_call(&h2, &format!("/{CART}/AddItem"), encode_prost(&request)).await;
+        let response = monoio::time::timeout(PATIENCE, response).await.expect("no answer").unwrap();
+        let status = Status::from_headers(response.headers()).expect("trailers-only status");
+        assert_eq!(status.code, Code::ResourceExhausted, "{status}");
+        // Half-sent messages on fresh streams are refused the same way.
+        let h2b = raw_h2(m.port, 65535).await;
+        let mut partial = Vec::new();
+        let mut refused = 0;
+        for _ in 0..8 {
+            let mut req = Request::new(());
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = "http://127.0.0.1/example.echo.Echo/Say".parse().unwrap();
+            req.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
+            let (response, mut send) = h2b.clone().ready().await.unwrap().send_request(req, false).unwrap();
+            let mut head = vec![0u8];
+            head.extend_from_slice(&(4u32 << 20).to_be_bytes());
+            send.send_data(Bytes::from(head), false).unwrap();
+            send.send_data(Bytes::from(vec![b'y'; 512 << 10]), false).unwrap();
+            partial.push((response, send));
+        }
+        for (response, _) in partial.iter_mut() {
+            if let Ok(Ok(r)) = monoio::time::timeout(Duration::from_secs(2), response).await {
+                if Status::from_headers(r.headers()).is_some_and(|s| s.code == Code::ResourceExhausted) {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused >= 4, "only {refused} of 8 half-sent 4 MiB messages were refused with a 2 MiB buffer");
+        let grown = rss_kib(pid).saturating_sub(before);
+        assert!(grown < 32 * 1024, "proxy grew by {grown} KiB");
+        // Bystanders are fine.
+        assert_eq!(Client::new(m.port).say("fine").await.unwrap(), "fine");
+        drop((held, partial));
+    });
+}

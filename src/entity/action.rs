@@ -51,8 +51,8 @@ async fn streamed_out(
     uri: &http::Uri,
     responder: &mut Responder,
 ) -> End {
-    let payload = match reader.single().await {
-        Ok(payload) => payload,
+    let (payload, _held) = match reader.single_held().await {
+        Ok(request) => request,
         Err(status) => return End::Status(status),
     };
     let command = first_command(core, route, Some(payload), metadata);
@@ -66,8 +66,8 @@ async fn streamed_out(
 }
 
 async fn unary(core: &Rc<Core>, route: &MethodRoute, metadata: Metadata, reader: MessageReader, responder: &mut Responder) -> End {
-    let payload = match reader.single().await {
-        Ok(p) => p,
+    let (payload, _held) = match reader.single_held().await {
+        Ok(request) => request,
         Err(status) => return End::Status(status),
     };
     let command = first_command(core, route, Some(payload), metadata);

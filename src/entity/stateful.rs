@@ -276,8 +276,10 @@ pub async fn sweep_idle(core: Rc<Core>) {
 /// Serves a client's unary call of an entity method.
 pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<h2::RecvStream>, responder: &mut Responder) -> DispatchEnd {
     let reader = core.request_reader(request.into_body(), responder);
-    let payload = match reader.single().await {
-        Ok(p) => p,
+    // The request stays charged to its connection until the call ends, in
+    // whichever entity queue or mailbox it waits.
+    let (payload, _held) = match reader.single_held().await {
+        Ok(request) => request,
         Err(status) => return DispatchEnd::Status(status),
     };
     let work = async {

@@ -42,13 +42,17 @@ impl ReadError {
 
 /// Yields whole gRPC messages from an h2 body. Data is pulled from h2 (and
 /// its window released) only when the call asks for the next message, so
-/// an unread stream holds at most its window; bytes pulled to assemble a
-/// message are charged to the connection's [`Budget`] until handed out.
+/// an unread stream holds at most its window. Bytes pulled to assemble a
+/// message, and the last message handed out, are charged to the
+/// connection's [`Budget`] until the next message is asked for (a unary
+/// request's for the whole call, see [`MessageReader::single_held`]).
 pub struct MessageReader {
     body: RecvStream,
     decoder: Decoder,
     eof: bool,
     buffered: Charge,
+    /// Length of the last message handed out (still charged).
+    handed: usize,
     /// For a started message, and a unary request as a whole.
     timeout: Option<Duration>,
 }
@@ -63,14 +67,17 @@ impl MessageReader {
     /// A client's request stream: buffered bytes charged to `budget`, and
     /// started messages that must complete within `timeout`.
     pub fn bounded(body: RecvStream, max_message_size: usize, budget: &Rc<Budget>, timeout: Option<Duration>) -> MessageReader {
-        MessageReader { body, decoder: Decoder::new(max_message_size), eof: false, buffered: Charge::new(budget), timeout }
+        MessageReader { body, decoder: Decoder::new(max_message_size), eof: false, buffered: Charge::new(budget), handed: 0, timeout }
     }
 
     /// The next message, or `None` once the peer half-closed cleanly.
     pub async fn message(&mut self) -> Result<Option<Bytes>, ReadError> {
         loop {
             if let Some(m) = self.decoder.next_message().map_err(ReadError::Frame)? {
-                self.buffered.set(self.decoder.buffered());
+                self.handed = m.len();
+                if !self.buffered.set(self.decoder.buffered() + self.handed) {
+                    return Err(ReadError::OverBudget);
+                }
                 return Ok(Some(m));
             }
             if self.eof {
@@ -87,7 +94,7 @@ impl MessageReader {
                 Some(Ok(chunk)) => {
                     let _ = self.body.flow_control().release_capacity(chunk.len());
                     self.decoder.push(chunk);
-                    if !self.buffered.set(self.decoder.buffered()) {
+                    if !self.buffered.set(self.decoder.buffered() + self.handed) {
                         return Err(ReadError::OverBudget);
                     }
                 }
@@ -101,6 +108,12 @@ impl MessageReader {
     /// the status a client gets when there is not exactly one; the whole
     /// request must arrive within the reader's timeout.
     pub async fn single(self) -> Result<Bytes, Status> {
+        self.single_held().await.map(|(payload, _)| payload)
+    }
+
+    /// [`single`](Self::single), with the charge for the message: the call
+    /// keeps it while it holds the request.
+    pub async fn single_held(self) -> Result<(Bytes, Charge), Status> {
         match self.timeout {
             Some(t) => monoio::time::timeout(t, self.read_single())
                 .await
@@ -109,13 +122,13 @@ impl MessageReader {
         }
     }
 
-    async fn read_single(mut self) -> Result<Bytes, Status> {
+    async fn read_single(mut self) -> Result<(Bytes, Charge), Status> {
         let first = self.message().await.map_err(ReadError::into_client_status)?;
         let Some(payload) = first else {
             return Err(Status::new(Code::InvalidArgument, "the call ended without a request message"));
         };
         match self.message().await.map_err(ReadError::into_client_status)? {
-            None => Ok(payload),
+            None => Ok((payload, std::mem::replace(&mut self.buffered, Charge::new(&Budget::unlimited())))),
             Some(_) => Err(Status::new(Code::InvalidArgument, "more than one request message on a single-request call")),
         }
     }

@@ -13,10 +13,6 @@ use tracing::debug;
 use crate::grpc::budget::Budget;
 use crate::runtime::Notify;
 
-/// Large windows keep big messages and many streams from stalling on
-/// WINDOW_UPDATE round trips over loopback.
-const STREAM_WINDOW: u32 = 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// Bounds header memory per request (and CONTINUATION floods).
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 /// Reply bytes h2 may queue per stream beyond what the socket took; with
@@ -31,6 +27,9 @@ const FOREVER: Duration = Duration::from_secs(1 << 30);
 #[derive(Clone, Copy, Debug)]
 pub struct H2Options {
     pub max_concurrent_streams: u32,
+    /// Receive windows: what a client may send that no call has read yet.
+    pub stream_window: u32,
+    pub connection_window: u32,
     /// For the preface and SETTINGS exchange.
     pub handshake_timeout: Duration,
     /// Close (GOAWAY) after this long with no stream open.
@@ -39,7 +38,15 @@ pub struct H2Options {
 
 impl Default for H2Options {
     fn default() -> H2Options {
-        H2Options { max_concurrent_streams: 1024, handshake_timeout: Duration::from_secs(10), idle_timeout: None }
+        // Large windows keep big messages and many streams from stalling on
+        // WINDOW_UPDATE round trips over loopback.
+        H2Options {
+            max_concurrent_streams: 1024,
+            stream_window: 1 << 20,
+            connection_window: 16 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+        }
     }
 }
 
@@ -88,8 +95,8 @@ where
     S: Service,
 {
     let handshake = h2::server::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_window_size(options.stream_window)
+        .initial_connection_window_size(options.connection_window)
         .max_concurrent_streams(options.max_concurrent_streams)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
         .max_send_buffer_size(MAX_SEND_BUFFER)
