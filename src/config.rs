@@ -181,15 +181,15 @@ pub struct Config {
 
     /// Client connections open at once, all cores together; more are
     /// refused (HTTP/2 GOAWAY or HTTP/1.1 503).
-    #[arg(long, env = "MASSA_MAX_CONNECTIONS", default_value_t = 16384)]
+    #[arg(long, env = "MASSA_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 
     /// Client connections open at once on one core.
-    #[arg(long, env = "MASSA_MAX_CONNECTIONS_PER_CORE", default_value_t = 8192)]
+    #[arg(long, env = "MASSA_MAX_CONNECTIONS_PER_CORE", default_value_t = 4096)]
     pub max_connections_per_core: usize,
 
     /// Streams a client may open at once on one HTTP/2 connection.
-    #[arg(long, env = "MASSA_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    #[arg(long, env = "MASSA_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
     pub max_concurrent_streams: u32,
 
     /// HTTP/2 receive window per stream: request bytes a client may send
