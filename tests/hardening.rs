@@ -570,3 +570,54 @@ fn request_bytes_a_connection_makes_the_proxy_hold_are_bounded() {
         drop((held, partial));
     });
 }
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_quietly_and_recovers() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    // prlimit (util-linux) caps the proxy's descriptors; the connection
+    // limit is set above it so accept itself fails with EMFILE.
+    let m = spawn_massa_under(&["prlimit", "--nofile=96:96"], fn_port, &["--store", "memory", "--workers", "1", "--max-connections", "1000"]);
+    m.must_be_ready();
+    let flood: Vec<_> = (0..150).filter_map(|_| TcpStream::connect(("127.0.0.1", m.port)).ok()).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = m.proc.log();
+    let warnings = log.matches("accept failed; backing off").count();
+    assert!(warnings >= 1, "EMFILE never happened (raise the flood); log:\n{log}");
+    assert!(warnings <= 2, "{warnings} accept warnings in 3 s: not rate-limited");
+    drop(flood);
+    let served = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        run(async { Client::new(m.port).say("back").await.is_ok() })
+    });
+    assert!(served, "never served again after the flood; log:\n{}", m.proc.log());
+}
+
+#[test]
+fn corrupt_stored_data_is_data_loss_and_shutdown_closes_the_store() {
+    let data = TempDir::new("corrupt");
+    {
+        let kv = RocksStore::open(&data.0).unwrap();
+        massa::store::EntityStore::open(Box::new(kv), None).unwrap();
+    }
+    {
+        // An event key one byte short of its sequence number.
+        let kv = RocksStore::open(&data.0).unwrap();
+        let mut key = massa::store::keys::events_of("shopping-cart", "broken");
+        key.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1]);
+        kv.commit(vec![massa::store::Op::Put(key, b"junk".to_vec())], true).unwrap();
+    }
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--data-dir", data.path()]);
+    run(async {
+        let c = Client::new(m.port);
+        let err = cart(&c, "broken").await.unwrap_err();
+        assert_eq!(err.code, Code::DataLoss, "{err}");
+        add(&c, "fine", "p", "x").await.unwrap();
+    });
+    m.proc.signal(libc::SIGTERM);
+    let mut m = m;
+    assert_eq!(m.proc.must_exit(), 0);
+    assert!(m.proc.log().contains("entity store closed"), "{}", m.proc.log());
+}

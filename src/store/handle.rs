@@ -32,6 +32,8 @@ enum Job {
     ReadJournal { pid: String, eid: String, done: oneshot::Sender<io::Result<Journal>> },
     ReadValue { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
     Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
+    /// Finish: sent at shutdown after everything queued before it.
+    Stop,
 }
 
 /// One core's two queues: reads and writes.
@@ -41,21 +43,29 @@ pub struct Lanes {
     writes: flume::Sender<Job>,
 }
 
-/// The running storage threads; [`StorageThreads::join`] waits for them to
-/// finish once every core's [`Lanes`] are gone, which closes the store.
-pub struct StorageThreads(Vec<thread::JoinHandle<()>>);
+/// The running storage threads. [`StorageThreads::join`] stops them after
+/// the work already queued; the last one to finish closes the store.
+pub struct StorageThreads {
+    threads: Vec<thread::JoinHandle<()>>,
+    lanes: Vec<Lanes>,
+}
 
 impl StorageThreads {
-    /// Waits up to `timeout` for the threads to drain and the store to close.
+    /// Call once the workers have stopped: waits up to `timeout` for queued
+    /// work to finish and the store to close.
     pub fn join(self, timeout: Duration) {
+        for lane in &self.lanes {
+            let _ = lane.reads.send(Job::Stop);
+            let _ = lane.writes.send(Job::Stop);
+        }
         let deadline = Instant::now() + timeout;
-        while self.0.iter().any(|t| !t.is_finished()) {
+        while self.threads.iter().any(|t| !t.is_finished()) {
             if Instant::now() > deadline {
                 return warn!("storage threads still busy at exit; the store was not closed cleanly");
             }
             thread::sleep(Duration::from_millis(5));
         }
-        self.0.into_iter().for_each(|t| drop(t.join()));
+        self.threads.into_iter().for_each(|t| drop(t.join()));
         info!("entity store closed");
     }
 }
@@ -72,6 +82,7 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
                     Job::ReadJournal { pid, eid, done } => drop(done.send(store.read_journal(&pid, &eid))),
                     Job::ReadValue { pid, eid, done } => drop(done.send(store.read_value(&pid, &eid))),
                     Job::Write { batch, done } => drop(done.send(store.write(writer, &batch, sync))),
+                    Job::Stop => break,
                 }
             }
         })?);
@@ -83,7 +94,7 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
             Ok(Lanes { writes: spawn(format!("massa-store-w{id}"), writer)?, reads: spawn(format!("massa-store-r{id}"), writer)? })
         })
         .collect::<io::Result<Vec<_>>>()?;
-    Ok((lanes, StorageThreads(threads)))
+    Ok((lanes.clone(), StorageThreads { threads, lanes }))
 }
 
 #[derive(Default)]
