@@ -11,7 +11,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 pub use h2conn::{serve_h2, Service};
-pub use sniff::{sniff, Prefixed, Protocol};
+pub use sniff::{classify, sniff, Prefixed, Protocol};
 
 use crate::runtime::Notify;
 
