@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use prost::Message;
 use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor};
 
 use crate::entity::key::{KeyField, KeyKind};
@@ -46,6 +47,7 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
         _ => return Err(format!("Incompatible protocol version {major}.{minor}, only 0.2 is supported")),
     }
 
+    check_syntax(&spec.proto)?;
     let descriptors = DescriptorPool::decode(spec.proto.as_ref())
         .map_err(|e| format!("Unable to build descriptors from the user function's FileDescriptorSet: {e}"))?;
     if spec.entities.is_empty() {
@@ -111,6 +113,37 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
     Ok(Validated { router: Router::new(services, routes, descriptors), warnings })
 }
 
+/// The fields of a `FileDescriptorProto` read before prost-reflect sees the
+/// set: prost-reflect 0.16.5 panics (index out of bounds) on a file whose
+/// `syntax` it does not know, such as `editions`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileSyntax {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+    #[prost(string, optional, tag = "12")]
+    syntax: Option<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct FileSyntaxes {
+    #[prost(message, repeated, tag = "1")]
+    file: Vec<FileSyntax>,
+}
+
+/// Rejects files in a syntax other than proto2 and proto3. Undecodable
+/// bytes pass: the descriptor pool reports those.
+fn check_syntax(proto: &[u8]) -> Result<(), String> {
+    let Ok(set) = FileSyntaxes::decode(proto) else { return Ok(()) };
+    match set.file.iter().find(|f| !matches!(f.syntax.as_deref(), None | Some("proto2") | Some("proto3"))) {
+        Some(f) => Err(format!(
+            "Unable to build descriptors from the user function's FileDescriptorSet: file [{}] uses syntax [{}]; only proto2 and proto3 are supported",
+            f.name(),
+            f.syntax()
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `type.googleapis.com/<full name>`.
 pub fn type_url(full_name: &str) -> String {
     format!("type.googleapis.com/{full_name}")
@@ -167,4 +200,37 @@ fn is_key(field: &FieldDescriptor) -> bool {
             && encoded.last() == Some(&1)
     });
     known || unknown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::routes::ACTION_PROTOCOL;
+    use crate::proto::cloudstate::{Entity, ServiceInfo};
+    use prost_types::{FileDescriptorProto, FileDescriptorSet};
+
+    #[test]
+    fn a_file_in_an_unknown_syntax_is_an_error_not_a_panic() {
+        let file = FileDescriptorProto {
+            name: Some("echo.proto".to_owned()),
+            syntax: Some("editions".to_owned()),
+            ..Default::default()
+        };
+        let spec = EntitySpec {
+            proto: FileDescriptorSet { file: vec![file] }.encode_to_vec().into(),
+            entities: vec![Entity {
+                entity_type: ACTION_PROTOCOL.to_owned(),
+                service_name: "example.Echo".to_owned(),
+                ..Default::default()
+            }],
+            service_info: Some(ServiceInfo {
+                protocol_major_version: 0,
+                protocol_minor_version: 2,
+                ..Default::default()
+            }),
+        };
+        let accept = Acceptance { strict_protocol: true, supported: vec![EntityKind::Action] };
+        let err = validate(&spec, &accept).unwrap_err();
+        assert!(err.contains("file [echo.proto] uses syntax [editions]"), "{err}");
+    }
 }

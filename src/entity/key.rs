@@ -9,12 +9,19 @@ use prost_reflect::Kind;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
     String,
-    /// int32/int64/enum: varint, two's complement.
+    /// int64: varint, two's complement.
     Signed,
-    /// uint32/uint64: varint.
+    /// int32/enum: as int64 on the wire, but decoders keep only the low 32
+    /// bits, so the id must too (`-1` may arrive in 5 or 10 bytes).
+    Signed32,
+    /// uint64: varint.
     Unsigned,
-    /// sint32/sint64: zigzag varint.
+    /// uint32: varint, low 32 bits.
+    Unsigned32,
+    /// sint64: zigzag varint.
     ZigZag,
+    /// sint32: zigzag varint of the low 32 bits.
+    ZigZag32,
     Fixed32,
     SFixed32,
     Fixed64,
@@ -28,9 +35,12 @@ impl KeyKind {
     pub fn of(kind: &Kind) -> Option<KeyKind> {
         Some(match kind {
             Kind::String => KeyKind::String,
-            Kind::Int32 | Kind::Int64 | Kind::Enum(_) => KeyKind::Signed,
-            Kind::Uint32 | Kind::Uint64 => KeyKind::Unsigned,
-            Kind::Sint32 | Kind::Sint64 => KeyKind::ZigZag,
+            Kind::Int64 => KeyKind::Signed,
+            Kind::Int32 | Kind::Enum(_) => KeyKind::Signed32,
+            Kind::Uint64 => KeyKind::Unsigned,
+            Kind::Uint32 => KeyKind::Unsigned32,
+            Kind::Sint64 => KeyKind::ZigZag,
+            Kind::Sint32 => KeyKind::ZigZag32,
             Kind::Fixed32 => KeyKind::Fixed32,
             Kind::Sfixed32 => KeyKind::SFixed32,
             Kind::Fixed64 => KeyKind::Fixed64,
@@ -66,36 +76,31 @@ pub enum KeyError {
     Malformed(&'static str),
 }
 
+/// Key fields whose values are tracked without allocating.
+const INLINE_KEYS: usize = 8;
+
 /// Reads the entity id from an encoded message. The last occurrence of a
 /// field wins, as in protobuf decoding; an absent or empty string key is an
 /// error, absent numbers are 0 (the proto3 default).
 pub fn extract(message: &[u8], fields: &[KeyField]) -> Result<String, KeyError> {
-    // Byte ranges (strings) or raw scalars, per key field.
-    let mut found: [Option<Raw>; 8] = Default::default();
-    let found = &mut found[..fields.len().min(8)];
+    // Byte ranges (strings) or raw scalars, per key field; on the stack for
+    // the usual few keys.
+    let mut inline = [None; INLINE_KEYS];
+    let mut spilled;
+    let found: &mut [Option<Raw>] = if fields.len() <= INLINE_KEYS {
+        &mut inline[..fields.len()]
+    } else {
+        spilled = vec![None; fields.len()];
+        &mut spilled
+    };
     let mut rest = message;
     while !rest.is_empty() {
-        let tag = varint(&mut rest)?;
-        let (number, wire) = ((tag >> 3) as u32, (tag & 7) as u8);
-        if number == 0 {
-            return Err(KeyError::Malformed("field number 0"));
+        let (number, wire, raw) = read_field(&mut rest, message.len(), 0)?;
+        if let Raw::GroupEnd = raw {
+            return Err(KeyError::Malformed("end of a group that never started"));
         }
-        let raw = match wire {
-            0 => Raw::Scalar(varint(&mut rest)?),
-            1 => Raw::Scalar(u64::from_le_bytes(take(&mut rest, 8)?.try_into().unwrap())),
-            5 => Raw::Scalar(u32::from_le_bytes(take(&mut rest, 4)?.try_into().unwrap()) as u64),
-            2 => {
-                let len = varint(&mut rest)? as usize;
-                let value_start = message.len() - rest.len();
-                take(&mut rest, len)?;
-                Raw::Range(value_start, value_start + len)
-            }
-            _ => return Err(KeyError::Malformed("unsupported wire type")),
-        };
         if let Some(i) = fields.iter().position(|f| f.number == number && f.kind.wire_type() == wire) {
-            if i < found.len() {
-                found[i] = Some(raw);
-            }
+            found[i] = Some(raw);
         }
     }
     let mut id = String::new();
@@ -103,8 +108,7 @@ pub fn extract(message: &[u8], fields: &[KeyField]) -> Result<String, KeyError> 
         if i > 0 {
             id.push('-');
         }
-        let raw = found.get(i).copied().flatten();
-        match (field.kind, raw) {
+        match (field.kind, found[i]) {
             (KeyKind::String, Some(Raw::Range(a, b))) if b > a => {
                 id.push_str(std::str::from_utf8(&message[a..b]).map_err(|_| KeyError::Malformed("key is not UTF-8"))?)
             }
@@ -118,18 +122,75 @@ pub fn extract(message: &[u8], fields: &[KeyField]) -> Result<String, KeyError> 
     Ok(id)
 }
 
+/// One field's value as found on the wire.
 #[derive(Clone, Copy, Debug)]
 enum Raw {
     Scalar(u64),
+    /// A length-delimited value: its byte range in the message.
     Range(usize, usize),
+    /// A proto2 group, skipped whole: groups are never keys, but requests
+    /// may carry them.
+    Group,
+    /// The tag closing the group being skipped.
+    GroupEnd,
+}
+
+/// Nesting of groups beyond what protobuf decoders accept (100).
+const MAX_GROUP_DEPTH: usize = 128;
+
+/// Reads one field off the front of `buf`, a suffix of a message of
+/// `message_len` bytes (so that ranges are offsets into the message).
+fn read_field(buf: &mut &[u8], message_len: usize, depth: usize) -> Result<(u32, u8, Raw), KeyError> {
+    let tag = varint(buf)?;
+    let (number, wire) = ((tag >> 3) as u32, (tag & 7) as u8);
+    if number == 0 {
+        return Err(KeyError::Malformed("field number 0"));
+    }
+    let raw = match wire {
+        0 => Raw::Scalar(varint(buf)?),
+        1 => Raw::Scalar(u64::from_le_bytes(take(buf, 8)?.try_into().unwrap())),
+        5 => Raw::Scalar(u32::from_le_bytes(take(buf, 4)?.try_into().unwrap()) as u64),
+        2 => {
+            let len = varint(buf)? as usize;
+            let value_start = message_len - buf.len();
+            take(buf, len)?;
+            Raw::Range(value_start, value_start + len)
+        }
+        3 => {
+            skip_group(buf, message_len, number, depth)?;
+            Raw::Group
+        }
+        4 => Raw::GroupEnd,
+        _ => return Err(KeyError::Malformed("unsupported wire type")),
+    };
+    Ok((number, wire, raw))
+}
+
+/// Skips the fields of group `number` through its end tag.
+fn skip_group(buf: &mut &[u8], message_len: usize, number: u32, depth: usize) -> Result<(), KeyError> {
+    if depth == MAX_GROUP_DEPTH {
+        return Err(KeyError::Malformed("groups nested too deeply"));
+    }
+    loop {
+        match read_field(buf, message_len, depth + 1)? {
+            (end, _, Raw::GroupEnd) if end == number => return Ok(()),
+            (_, _, Raw::GroupEnd) => return Err(KeyError::Malformed("group closed by another group's end")),
+            _ => {}
+        }
+    }
 }
 
 fn push_number(out: &mut String, kind: KeyKind, v: u64) {
     use std::fmt::Write;
     let _ = match kind {
         KeyKind::Signed | KeyKind::SFixed64 => write!(out, "{}", v as i64),
-        KeyKind::SFixed32 => write!(out, "{}", v as u32 as i32),
+        KeyKind::Signed32 | KeyKind::SFixed32 => write!(out, "{}", v as i32),
+        KeyKind::Unsigned32 => write!(out, "{}", v as u32),
         KeyKind::ZigZag => write!(out, "{}", ((v >> 1) as i64) ^ -((v & 1) as i64)),
+        KeyKind::ZigZag32 => {
+            let v = v as u32;
+            write!(out, "{}", ((v >> 1) as i32) ^ -((v & 1) as i32))
+        }
         KeyKind::Bool => write!(out, "{}", v != 0),
         KeyKind::Unsigned | KeyKind::Fixed32 | KeyKind::Fixed64 | KeyKind::String => write!(out, "{v}"),
     };
@@ -190,7 +251,7 @@ mod tests {
         let fields = [
             f(1, KeyKind::String),
             f(2, KeyKind::Signed),
-            f(3, KeyKind::ZigZag),
+            f(3, KeyKind::ZigZag32),
             f(4, KeyKind::Bool),
             f(5, KeyKind::SFixed32),
             f(6, KeyKind::Fixed64),
@@ -204,6 +265,36 @@ mod tests {
         let bytes = Keys { other: "x".into(), ..Default::default() }.encode_to_vec();
         assert_eq!(extract(&bytes, &[f(1, KeyKind::String)]), Err(KeyError::Missing));
         assert_eq!(extract(&bytes, &[f(2, KeyKind::Signed), f(4, KeyKind::Bool)]).unwrap(), "0-false");
+    }
+
+    #[test]
+    fn narrow_varints_keep_their_low_32_bits_like_a_decoder() {
+        // Field 1 = 2^32 - 1 in 5 bytes, field 2 = 2^32 + 7, field 3 = zigzag 2^32 + 3.
+        let bytes = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x10, 0x87, 0x80, 0x80, 0x80, 0x10, 0x18, 0x83, 0x80, 0x80, 0x80, 0x10,
+        ];
+        let fields = [f(1, KeyKind::Signed32), f(2, KeyKind::Unsigned32), f(3, KeyKind::ZigZag32)];
+        assert_eq!(extract(&bytes, &fields).unwrap(), "-1-7--2");
+        let wide = [f(1, KeyKind::Signed), f(2, KeyKind::Unsigned), f(3, KeyKind::ZigZag)];
+        assert_eq!(extract(&bytes, &wide).unwrap(), "4294967295-4294967303--2147483650");
+    }
+
+    #[test]
+    fn groups_are_skipped_whole() {
+        // Group 3 holding a nested group 4 and a field 1 that is not the key;
+        // then the key.
+        let bytes = [0x1b, 0x23, 0x08, 0x05, 0x24, 0x0a, 0x01, b'x', 0x1c, 0x0a, 0x02, b'i', b'd'];
+        assert_eq!(extract(&bytes, &[f(1, KeyKind::String)]).unwrap(), "id");
+        assert!(matches!(extract(&[0x1b, 0x24], &[f(1, KeyKind::String)]), Err(KeyError::Malformed(_))));
+        assert!(matches!(extract(&[0x1c], &[f(1, KeyKind::String)]), Err(KeyError::Malformed(_))));
+        assert!(matches!(extract(&[0x1b; 200], &[f(1, KeyKind::String)]), Err(KeyError::Malformed(_))));
+    }
+
+    #[test]
+    fn keys_beyond_the_inline_table_are_read() {
+        let fields: Vec<_> = (1..=10).map(|n| f(n, KeyKind::Unsigned)).collect();
+        let bytes: Vec<u8> = (1..=10u8).flat_map(|n| [n << 3, 10 * n]).collect();
+        assert_eq!(extract(&bytes, &fields).unwrap(), "10-20-30-40-50-60-70-80-90-100");
     }
 
     #[test]

@@ -50,10 +50,10 @@ pub fn encode_prost<M: prost::Message>(msg: &M) -> Bytes {
 
 /// Splits a byte stream (h2 DATA chunks) into messages. A message wholly
 /// inside one chunk is returned as a slice of that chunk (no copy); only
-/// messages that straddle chunks are reassembled.
+/// messages that straddle chunks are reassembled, from just their own bytes.
 #[derive(Debug)]
 pub struct Decoder {
-    /// The latest chunk while nothing straddles.
+    /// What is left of the latest chunk; follows `spill` in the stream.
     head: Bytes,
     /// Reassembly buffer for a message spread over chunks.
     spill: BytesMut,
@@ -66,15 +66,11 @@ impl Decoder {
     }
 
     pub fn push(&mut self, chunk: Bytes) {
-        if self.head.is_empty() && self.spill.is_empty() {
-            self.head = chunk;
-        } else {
-            if !self.head.is_empty() {
-                self.spill.extend_from_slice(&self.head);
-                self.head = Bytes::new();
-            }
-            self.spill.extend_from_slice(&chunk);
+        // Left in `head`: the start of a frame that continues in `chunk`.
+        if !self.head.is_empty() {
+            self.spill.extend_from_slice(&self.head);
         }
+        self.head = chunk;
     }
 
     /// Bytes held that do not yet form a whole message.
@@ -85,9 +81,13 @@ impl Decoder {
     /// The next whole message, `Ok(None)` when more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Bytes>, FrameError> {
         if !self.spill.is_empty() {
+            // Complete the straddling frame from `head`, copying only its own
+            // bytes so that the frames after it are still sliced, not copied.
+            self.fill(HEADER_LEN);
             let Some(len) = header(&self.spill, self.max)? else { return Ok(None) };
+            self.spill.reserve((HEADER_LEN + len).saturating_sub(self.spill.len()));
+            self.fill(HEADER_LEN + len);
             if self.spill.len() < HEADER_LEN + len {
-                self.spill.reserve(HEADER_LEN + len - self.spill.len());
                 return Ok(None);
             }
             let _ = self.spill.split_to(HEADER_LEN);
@@ -99,6 +99,13 @@ impl Decoder {
         }
         let _ = self.head.split_to(HEADER_LEN);
         Ok(Some(self.head.split_to(len)))
+    }
+
+    /// Moves bytes from `head` to `spill` until it holds `want`, or `head`
+    /// runs out.
+    fn fill(&mut self, want: usize) {
+        let n = want.saturating_sub(self.spill.len()).min(self.head.len());
+        self.spill.extend_from_slice(&self.head.split_to(n));
     }
 
     /// Called at end of stream: an error if a partial frame is left.
@@ -175,6 +182,22 @@ mod tests {
         d.push(wire.clone());
         let m = d.next_message().unwrap().unwrap();
         assert_eq!(m.as_ptr(), wire[HEADER_LEN..].as_ptr());
+    }
+
+    #[test]
+    fn frames_after_a_straddling_one_are_not_copied() {
+        let wire = framed(&[b"abc", b"defg", b"hi"]);
+        let (first, second) = wire.split_at(4);
+        let second = Bytes::copy_from_slice(second);
+        let mut d = Decoder::new(100);
+        d.push(Bytes::copy_from_slice(first));
+        assert_eq!(d.next_message(), Ok(None));
+        d.push(second.clone());
+        assert_eq!(d.next_message().unwrap().unwrap(), &b"abc"[..]);
+        let m = d.next_message().unwrap().unwrap();
+        assert_eq!(m.as_ptr(), second[4 + HEADER_LEN..].as_ptr(), "sliced from the second chunk");
+        assert_eq!(drain(&mut d), [b"hi".to_vec()]);
+        d.finish().unwrap();
     }
 
     #[test]

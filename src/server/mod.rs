@@ -24,7 +24,7 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 pub use h2conn::{serve_h2, H2Options, Service};
-pub use sniff::{sniff, Prefixed, Protocol};
+pub use sniff::{classify, sniff, Prefixed, Protocol};
 
 use crate::grpc::budget::Budget;
 use crate::runtime::Notify;
