@@ -45,9 +45,8 @@ pub fn ensure_format(kv: &dyn Store) -> io::Result<()> {
         start = [last.as_slice(), &[0]].concat();
         let mut ops = Vec::with_capacity(page.len() * 2);
         for (k, v) in &page {
-            match k.first() {
-                Some(b'E' | b'S' | b'V' | b'T' | b'O') => continue, // written by an interrupted migration
-                _ => {}
+            if let Some(b'E' | b'S' | b'V' | b'T' | b'O') = k.first() {
+                continue; // written by an interrupted migration
             }
             let (nk, nv) = convert(k, v).ok_or_else(|| {
                 refuse(format!(
