@@ -1,23 +1,14 @@
 #!/usr/bin/env python3
 """Hostile clients against two Massa builds, side by side, loopback only.
 
-Each attack runs on a fresh proxy + function pair and records the proxy's RSS
-(VmRSS) before, at its peak during (sampled every 100 ms) and 5 s after the
-attack, plus what the attack did:
-
-1. zero-window unary: 768 GetCart of a 1 MiB cart on 3 connections that
-   never grant stream credit (SETTINGS_INITIAL_WINDOW_SIZE=0).
-2. stalled streaming reader: a window-0 Split of ~10 MiB next to a normal
-   client making 500 Say calls.
-3. NUL entity ids: 3 events for "V\\0Z", restart on the same RocksDB data
-   directory, then GetCart{V} (a correct proxy shows 0 items).
-4. burst of new keys: 16 clients x 100 AddItem to distinct carts with
-   --max-active-entities-per-core 20; peak of massa_active_entities.
-5. idle/partial connections: 500 silent and 500 half-preface connections;
-   how many the proxy closed after 15 s, and whether Say still works.
-
-Flags that only the hardened build knows go to --new only. Every wait is
-bounded; all processes are killed at the end, also on errors.
+Each attack runs on a fresh proxy + function pair (--workers 1) and records
+the proxy's RSS (VmRSS) before, at its peak during (sampled every 100 ms) and
+5 s after the attack, plus the attack's effect: zero-window unary readers, a
+stalled streaming reader next to bystanders, NUL bytes in entity ids across a
+restart, a burst of new keys against the active-entity cap, and silent or
+half-preface connections. Flags only the hardened build knows go to --new
+only. Every wait is bounded; all processes are killed at the end, also on
+errors. Output: one Markdown table per attack, also in results/attacks.md.
 
 setup: python3 -m venv /var/tmp/massa-attacks-venv
        /var/tmp/massa-attacks-venv/bin/pip install h2
@@ -51,10 +42,9 @@ CART = "/com.example.shoppingcart.ShoppingCart/"
 ECHO = "/example.echo.Echo/"
 MIB = 1 << 20
 RSS_GUARD_KIB = 8 * MIB  # 8 GiB: past this the proxy is killed, not the machine
-CODES = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-         "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-         "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-         "UNAUTHENTICATED"]
+CODES = ("OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS PERMISSION_DENIED "
+         "RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE UNIMPLEMENTED INTERNAL UNAVAILABLE "
+         "DATA_LOSS UNAUTHENTICATED").split()
 
 
 # --- protobuf and gRPC framing, by hand --------------------------------------
@@ -79,25 +69,18 @@ def add_item(user, product, name="x"):
 
 def read_varint(buf, i):
     n = shift = 0
-    while True:
-        b = buf[i]
-        n |= (b & 0x7F) << shift
-        i, shift = i + 1, shift + 7
-        if b < 0x80:
-            return n, i
+    while buf[i] & 0x80:
+        n, i, shift = n | (buf[i] & 0x7F) << shift, i + 1, shift + 7
+    return n | buf[i] << shift, i + 1
 
 
-def fields(buf):
-    """(number, value) of each varint or length-delimited field."""
-    i = 0
-    while i < len(buf):
-        key, i = read_varint(buf, i)
-        if key & 7 == 0:
-            value, i = read_varint(buf, i)
-        else:
-            size, i = read_varint(buf, i)
-            value, i = bytes(buf[i:i + size]), i + size
-        yield key >> 3, value
+def cart_items(cart):
+    """How many LineItems a Cart holds (its only field, 1, length-delimited)."""
+    i = count = 0
+    while i < len(cart):
+        size, i = read_varint(cart, i + 1)
+        i, count = i + size, count + 1
+    return count
 
 
 def grpc_frame(message):
@@ -154,8 +137,7 @@ class H2Client:
             self._flush()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        with self.cond:  # the proxy's SETTINGS carry its stream limit
-            self.cond.wait_for(lambda: self.settings_seen or self.closed, 5)
+        self.until(lambda: self.settings_seen, 5)  # they carry the proxy's stream limit
 
     def start(self, path, message):
         headers = [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1"), (":path", path),
@@ -173,13 +155,12 @@ class H2Client:
             self._flush()
             return call
 
-    def wait(self, calls, timeout):
+    def until(self, condition, timeout):
         with self.cond:
-            self.cond.wait_for(lambda: self.closed or all(c.done for c in calls), timeout)
+            self.cond.wait_for(lambda: self.closed or condition(), timeout)
 
-    def wait_sent(self, call, timeout):
-        with self.cond:
-            self.cond.wait_for(lambda: self.closed or call.done or not call.outbound, timeout)
+    def wait(self, calls, timeout):
+        self.until(lambda: all(c.done for c in calls), timeout)
 
     def unary(self, path, message, timeout=10):
         call = self.start(path, message)
@@ -257,7 +238,7 @@ def tally(calls):
 
 def items_in(call):
     replies = call.replies()
-    return sum(1 for n, _ in fields(replies[0]) if n == 1) if call.status == 0 and replies else None
+    return cart_items(replies[0]) if call.status == 0 and replies else None
 
 
 # --- processes -------------------------------------------------------------------
@@ -354,21 +335,23 @@ def rss_kib(pid):
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
 
 
-class RssPeak(threading.Thread):
-    """Samples a process's RSS every 100 ms; kills it past RSS_GUARD_KIB."""
+class Peak(threading.Thread):
+    """The highest value of read() sampled every period s, until stop();
+    with a guard, kills pid once the value passes it."""
 
-    def __init__(self, pid):
+    def __init__(self, read, period, pid=None, guard=None):
         super().__init__(daemon=True)
-        self.pid, self.peak, self.killed, self.halt = pid, rss_kib(pid), False, threading.Event()
+        self.read, self.period, self.pid, self.guard = read, period, pid, guard
+        self.peak, self.killed, self.halt = read(), False, threading.Event()
         self.start()
 
     def run(self):
-        while not self.halt.wait(0.1):
-            try:
-                self.peak = max(self.peak, rss_kib(self.pid))
-            except (OSError, StopIteration):
+        for _ in range(int(300 / self.period)):  # 5 minutes at most
+            if self.halt.wait(self.period):
                 return
-            if self.peak > RSS_GUARD_KIB:
+            with contextlib.suppress(OSError, ValueError, StopIteration):
+                self.peak = max(self.peak, self.read())
+            if self.guard and self.peak > self.guard and not self.killed:
                 os.kill(self.pid, signal.SIGKILL)
                 self.killed = True
 
@@ -378,17 +361,22 @@ class RssPeak(threading.Thread):
         return self.peak
 
 
+def rss_peak(pid):
+    return Peak(lambda: rss_kib(pid), 0.1, pid, RSS_GUARD_KIB)
+
+
 def memory(before, peak, after, killed=False):
     mib = lambda kib: f"{kib / 1024:.0f}"
     return {"RSS before (MiB)": mib(before), "RSS peak (MiB)": mib(peak) + (" (killed at the guard)" if killed else ""),
-            "RSS peak - before (MiB)": mib(peak - before), "RSS 5 s after (MiB)": mib(after) if after else "exited"}
+            "RSS peak - before (MiB)": mib(peak - before),
+            "RSS 5 s after (MiB)": mib(after) if after else "n/a (proxy killed)"}
 
 
 def settle(pid):
     time.sleep(5)
     try:
         return rss_kib(pid)
-    except OSError:
+    except (OSError, StopIteration):  # gone, or a zombie without VmRSS
         return None
 
 
@@ -398,7 +386,7 @@ def zero_window_unary(env):
     with pair(env) as px:
         client = H2Client(px.http)
         added = client.unary(CART + "AddItem", add_item("big", "blob", "x" * MIB))
-        before, peak = rss_kib(px.pid), RssPeak(px.pid)
+        before, peak = rss_kib(px.pid), rss_peak(px.pid)
         readers = [H2Client(px.http, window=0, keep_data=False) for _ in range(3)]
         calls = [r.start(CART + "GetCart", text(1, "big")) for r in readers for _ in range(256)]
         time.sleep(5)
@@ -415,10 +403,10 @@ def zero_window_unary(env):
 
 def stalled_stream(env):
     with pair(env, ["--send-stall-timeout", "5s"] if env.new else []) as px:
-        before, peak = rss_kib(px.pid), RssPeak(px.pid)
+        before, peak = rss_kib(px.pid), rss_peak(px.pid)
         stalled = H2Client(px.http, window=0, keep_data=False)
         split = stalled.start(ECHO + "Split", text(1, " ".join(["w" * 1024] * 10240)))
-        stalled.wait_sent(split, 20)
+        stalled.until(lambda: split.done or not split.outbound, 20)
         sent = "sent" if not split.outbound else f"{len(split.outbound)} bytes unsent after 20 s"
         time.sleep(1)  # the function's replies pile up against the closed window
         client, says, t0 = H2Client(px.http), [], time.monotonic()
@@ -444,66 +432,69 @@ def stalled_stream(env):
                 "bystander phase (s)": f"{took:.1f}", "stalled Split stream": ended, "Say afterwards": after_say}
 
 
+def add_items(port, batches, patience=120):
+    """Each batch of AddLineItem messages in order on its own connection, the
+    batches in parallel; calls past the patience are not tried."""
+    calls, deadline = [], time.monotonic() + patience
+
+    def run(batch):
+        client = H2Client(port)
+        for message in batch:
+            calls.append(client.unary(CART + "AddItem", message, 10) if time.monotonic() < deadline
+                         else Call(note="not tried (deadline)"))
+        client.close()
+
+    threads = [threading.Thread(target=run, args=(b,), daemon=True) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(patience + 30)
+    return calls
+
+
 def nul_ids(env):
-    data = tempfile.mkdtemp(dir=env.tmp, prefix="nul-")
-    store = ("--store", "rocksdb", "--data-dir", data)
+    """3 events for V\\0Z, then 8 x 513 more for V\\0 + digit (past one 4096-key scan
+    step); after each, a restart on the same data and GetCart{V} (20 s at most)."""
+    store = ("--store", "rocksdb", "--data-dir", tempfile.mkdtemp(dir=env.tmp), "--durability", "async")
+    hung = "hung: no answer in 20 s, proxy killed"
+    shows = lambda c: f"{items_in(c)} items" if c.status == 0 else (c.outcome() if c.done else hung)
+    phases = [("3 events for V\\0Z", [[add_item("V\0Z", f"foreign-{i}") for i in range(3)]]),
+              ("4104 events for V\\0 + digit", [[add_item(f"V\0{w}", f"p{i}") for i in range(513)] for w in range(8)])]
     with function(env) as fn_port:
-        px = Proxy(env, fn_port, store)
-        before, peak = rss_kib(px.pid), RssPeak(px.pid)
-        client = H2Client(px.http)
-        adds = [client.unary(CART + "AddItem", add_item("V\0Z", f"foreign-{i}"), 20) for i in range(3)]
-        client.close()
-        top = peak.stop()
-        stop(px.proc)
-        px = Proxy(env, fn_port, store)
-        peak = RssPeak(px.pid)
-        client = H2Client(px.http)
-        mine = client.unary(CART + "GetCart", text(1, "V"), 20)
-        theirs = client.unary(CART + "GetCart", text(1, "V\0Z"), 20)
-        client.close()
+        px, result, top = Proxy(env, fn_port, store), {}, 0
+        before, peak = rss_kib(px.pid), rss_peak(px.pid)
+        for label, batches in phases:
+            result[f"AddItem, {label}"] = tally(add_items(px.http, batches))
+            top = max(top, peak.stop())
+            stop(px.proc, 5)
+            px = Proxy(env, fn_port, store)
+            peak, client = rss_peak(px.pid), H2Client(px.http)
+            mine = client.unary(CART + "GetCart", text(1, "V"), 20)
+            result[f"after {label}: GetCart{{V}} (correct: 0)"] = shows(mine)
+            if not mine.done:  # the old build spins here, its RSS climbing by hundreds of MiB/s
+                px.proc.kill()
+                client.close()
+                break
+            if len(batches) == 1:
+                result["GetCart{V\\0Z} (correct: 3)"] = shows(client.unary(CART + "GetCart", text(1, "V\0Z"), 20))
+            client.close()
         top = max(top, peak.stop())
-        shows = lambda c: f"{items_in(c)} items" if c.status == 0 else ("hung (20 s)" if not c.done else c.outcome())
-        result = {**memory(before, top, settle(px.pid)), "AddItem V\\0Z x3": tally(adds),
-                  "GetCart{V} after restart (correct: 0)": shows(mine), "GetCart{V\\0Z} (correct: 3)": shows(theirs)}
-        stop(px.proc)
-        return result
+        after = settle(px.pid)
+        stop(px.proc, 5)
+        return {**memory(before, top, after), **result}
 
 
 def entity_burst(env):
     with pair(env, ["--max-active-entities-per-core", "20"]) as px:
-        before, peak, halt, active = rss_kib(px.pid), RssPeak(px.pid), threading.Event(), [0.0]
-
-        def sample():
-            for _ in range(3000):  # 150 s at most
-                with contextlib.suppress(OSError, ValueError):
-                    active[0] = max(active[0], px.metric("massa_active_entities"))
-                if halt.wait(0.05):
-                    return
-
-        def burst(w, out):
-            client, deadline = H2Client(px.http), time.monotonic() + 120
-            for i in range(100):
-                out.append(client.unary(CART + "AddItem", add_item(f"k{w}-{i}", "p"), 10)
-                           if time.monotonic() < deadline else Call(note="not tried (deadline)"))
-            client.close()
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        results = [[] for _ in range(16)]
-        workers = [threading.Thread(target=burst, args=(w, results[w]), daemon=True) for w in range(16)]
-        t0 = time.monotonic()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(150)
+        before, peak = rss_kib(px.pid), rss_peak(px.pid)
+        active, t0 = Peak(lambda: px.metric("massa_active_entities"), 0.05), time.monotonic()
+        calls = add_items(px.http, [[add_item(f"k{w}-{i}", "p") for i in range(100)] for w in range(16)])
         took = time.monotonic() - t0
-        halt.set()
-        sampler.join()
-        calls = [c for r in results for c in r]
         ok = sum(1 for c in calls if c.status == 0)
         top = peak.stop()
-        return {**memory(before, top, settle(px.pid), peak.killed), "peak massa_active_entities (cap 20)": f"{active[0]:.0f}",
-                "AddItem OK (of 1600)": str(ok), "AddItem failures": tally([c for c in calls if c.status != 0]) or "none",
+        return {**memory(before, top, settle(px.pid), peak.killed),
+                "peak massa_active_entities (cap 20)": f"{active.stop():.0f}", "AddItem OK (of 1600)": str(ok),
+                "AddItem failures": tally([c for c in calls if c.status != 0]) or "none",
                 "burst duration (s)": f"{took:.1f}"}
 
 
@@ -523,7 +514,7 @@ def closed(sock):
 
 def idle_connections(env):
     with pair(env, ["--handshake-timeout", "10s"] if env.new else []) as px:
-        before, peak = rss_kib(px.pid), RssPeak(px.pid)
+        before, peak = rss_kib(px.pid), rss_peak(px.pid)
         silent, partial, refused = [], [], 0
         for i in range(1000):
             try:
@@ -542,7 +533,8 @@ def idle_connections(env):
         for s in silent + partial:
             s.close()
         top = peak.stop()
-        works = say.outcome() + ("" if say.status != 0 or say.replies() == [text(1, "still here")] else " (wrong reply)")
+        wrong = say.status == 0 and say.replies() != [text(1, "still here")]
+        works = say.outcome() + (" (wrong reply)" if wrong else "")
         return {**memory(before, top, settle(px.pid), peak.killed), "connects that failed": str(refused),
                 "silent closed after 15 s (of 500)": str(gone_silent),
                 "half-preface closed after 15 s (of 500)": str(gone_partial), "Say with them open": works}
