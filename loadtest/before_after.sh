@@ -49,7 +49,7 @@ passthrough() { # binary -> "req/s per-cpu-s"
     -d "$work/say.bin" "http://127.0.0.1:$proxy_port/example.echo.Echo/Say" 2>&1)
   after=$(cpu_ns $pid)
   stop
-  grep -q "succeeded, 0 errored" <<<"$out" || { echo "passthrough run had errors: $out" >&2; exit 1; }
+  grep -q " 0 failed, 0 errored" <<<"$out" || { echo "passthrough run had errors: $out" >&2; exit 1; }
   echo "$(awk '/^finished in/ {printf "%.0f", $4}' <<<"$out") $(awk -v n="$n" -v c="$((after - before))" 'BEGIN {printf "%.0f", n / (c / 1e9)}')"
 }
 

@@ -37,7 +37,7 @@ pub async fn check(core: &Rc<Core>, request: Request<RecvStream>, responder: &mu
         Err(status) => return End::Status(status),
     };
     match status_of(core, &req.service) {
-        Some(s) => match responder.send(response(s)).await {
+        Some(s) => match responder.send_only(response(s)).await {
             Ok(()) => End::ok(),
             Err(_) => End::ClientGone,
         },

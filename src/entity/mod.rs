@@ -30,7 +30,7 @@ pub async fn respond_unary(responder: &mut Responder, work: impl Future<Output =
             if responder.send_headers(headers).is_err() {
                 return End::ClientGone;
             }
-            match responder.send(payload).await {
+            match responder.send_only(payload).await {
                 Ok(()) => End::ok(),
                 Err(e) => End::from_send(e),
             }

@@ -132,7 +132,11 @@ struct Handle {
 #[derive(Default)]
 struct Idle {
     busy: Cell<bool>,
+    /// Idle since (when not busy), or running its command since (when busy).
     since: Cell<Option<Instant>>,
+    /// Set by the sweeper when the command in flight is past its timeout.
+    overdue: Cell<bool>,
+    alarm: RefCell<Option<std::task::Waker>>,
     /// A Passivate is on its way (not sent twice).
     asked: Cell<bool>,
     /// Its place in the core's idle order while idle.
@@ -236,14 +240,38 @@ impl Entities {
         }
     }
 
-    /// Asks every entity idle past its timeout to passivate.
-    fn sweep(&self, now: Instant) {
+    /// Asks every entity idle past its timeout to passivate, and wakes
+    /// every one whose command has run past `command_timeout`.
+    fn sweep(&self, now: Instant, command_timeout: Duration) {
         for h in self.active.borrow().values() {
-            let idle_for = h.idle.since.get().map(|t| now.saturating_duration_since(t));
-            if !h.idle.busy.get() && idle_for.is_some_and(|d| d >= h.timeout) {
-                h.ask_to_passivate();
+            let elapsed = h.idle.since.get().map(|t| now.saturating_duration_since(t));
+            match h.idle.busy.get() {
+                false if elapsed.is_some_and(|d| d >= h.timeout) => h.ask_to_passivate(),
+                true if elapsed.is_some_and(|d| d >= command_timeout) => h.idle.ring(),
+                _ => {}
             }
         }
+    }
+}
+
+impl Idle {
+    fn ring(&self) {
+        self.overdue.set(true);
+        if let Some(waker) = self.alarm.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once the sweeper found the command in flight overdue.
+    async fn overdue(&self) {
+        std::future::poll_fn(|cx| {
+            if self.overdue.get() {
+                return std::task::Poll::Ready(());
+            }
+            *self.alarm.borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 
@@ -255,9 +283,12 @@ impl Handle {
     }
 }
 
-/// Passivates idle entities on this core, checking a few times per the
-/// shortest passivation timeout of the served entity types.
+/// Passivates idle entities on this core and fails overdue commands,
+/// checking a few times per the shortest of the passivation timeouts and
+/// the command timeout. One sweeper per core instead of a timer per
+/// command keeps timers off the command path.
 pub async fn sweep_idle(core: Rc<Core>) {
+    let command_timeout = core.shared.config.entity_command_timeout;
     let shortest = core
         .router
         .services()
@@ -266,10 +297,10 @@ pub async fn sweep_idle(core: Rc<Core>) {
         .map(|s| s.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout))
         .min();
     let Some(shortest) = shortest else { return };
-    let every = (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+    let every = (shortest.min(command_timeout) / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
     loop {
         monoio::time::sleep(every).await;
-        core.entities.sweep(Instant::now());
+        core.entities.sweep(Instant::now(), command_timeout);
     }
 }
 
@@ -326,7 +357,8 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
     let (tx, idle) = match existing {
         Some(found) => found,
         None => {
-            core.entities.take_slot(core.shared.config.max_active_entities_per_core).await?;
+            // Boxed: the rare path stays out of every command's future.
+            Box::pin(core.entities.take_slot(core.shared.config.max_active_entities_per_core)).await?;
             // Another command may have activated it while this one waited.
             let raced = core.entities.active.borrow().get(&key).map(|h| (h.tx.clone(), h.idle.clone()));
             match raced {
@@ -503,6 +535,8 @@ async fn session(
         };
         idle.asked.set(false);
         idle.busy.set(true);
+        idle.overdue.set(false);
+        idle.since.set(Some(Instant::now()));
         idle.queued_bytes.set(idle.queued_bytes.get().saturating_sub(cmd.payload.len()));
         let route = &core.router.routes()[cmd.route];
         let id = next_id;
@@ -524,12 +558,13 @@ async fn session(
         });
         // A hung function fails this command and restarts the entity
         // (dropping the stream resets it) instead of wedging it for ever.
-        let outcome = monoio::time::timeout(command_timeout, exchange).await.unwrap_or_else(|_| {
-            Err(Status::new(
+        let outcome = monoio::select! {
+            outcome = exchange => outcome,
+            _ = idle.overdue() => Err(Status::new(
                 Code::DeadlineExceeded,
                 format!("user function did not answer command {id} of entity {entity_id:?} within {command_timeout:?}"),
-            ))
-        });
+            )),
+        };
         let decision = match outcome {
             Ok(d) => d,
             Err(status) => {

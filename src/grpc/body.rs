@@ -86,7 +86,7 @@ impl MessageReader {
             }
             let data = match self.timeout {
                 Some(t) if self.decoder.buffered() > 0 => {
-                    monoio::time::timeout(t, self.body.data()).await.map_err(|_| ReadError::Incomplete(t))?
+                    crate::runtime::timeout(t, self.body.data()).await.map_err(|()| ReadError::Incomplete(t))?
                 }
                 _ => self.body.data().await,
             };
@@ -115,9 +115,9 @@ impl MessageReader {
     /// keeps it while it holds the request.
     pub async fn single_held(self) -> Result<(Bytes, Charge), Status> {
         match self.timeout {
-            Some(t) => monoio::time::timeout(t, self.read_single())
+            Some(t) => crate::runtime::timeout_if_pending(t, self.read_single())
                 .await
-                .unwrap_or_else(|_| Err(ReadError::Incomplete(t).into_client_status())),
+                .unwrap_or_else(|()| Err(ReadError::Incomplete(t).into_client_status())),
             None => self.read_single().await,
         }
     }
@@ -138,6 +138,10 @@ impl MessageReader {
         self.body.trailers().await
     }
 }
+
+/// Largest reply [`Responder::send_only`] hands to h2 without waiting for
+/// the client's window.
+pub const SMALL_REPLY: usize = 16 * 1024;
 
 /// Why a reply message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +203,23 @@ impl Responder {
         Ok(self.body.as_mut().expect("headers sent"))
     }
 
+    /// Sends the only message of a reply. A small one goes to h2 at once
+    /// even past the client's window: one per stream, so at most
+    /// [`SMALL_REPLY`] per stream waits in h2 for window, and the common
+    /// unary reply costs one h2 call instead of a capacity negotiation.
+    pub async fn send_only(&mut self, payload: Bytes) -> Result<(), SendError> {
+        if payload.len() > SMALL_REPLY {
+            return self.send(payload).await;
+        }
+        let body = self.body()?;
+        let (head, tail) = encode_message(payload);
+        body.send_data(head, false)?;
+        if let Some(tail) = tail {
+            body.send_data(tail, false)?;
+        }
+        Ok(())
+    }
+
     /// Sends one message as the client's window opens; resolves once all of
     /// it is with h2. A slow reader thus applies backpressure to the caller
     /// (and through it to the function's stream) instead of growing buffers.
@@ -210,13 +231,13 @@ impl Responder {
         if !waiting.grow(left) {
             return Err(SendError::OverBudget);
         }
+        body.reserve_capacity(left);
         for mut piece in [Some(head), tail].into_iter().flatten() {
             while !piece.is_empty() {
                 if body.capacity() == 0 {
-                    body.reserve_capacity(left);
                     let wait = wait_capacity(body, left);
                     match stall {
-                        Some(t) => monoio::time::timeout(t, wait).await.map_err(|_| SendError::Stalled(t))??,
+                        Some(t) => crate::runtime::timeout(t, wait).await.map_err(|()| SendError::Stalled(t))??,
                         None => wait.await?,
                     }
                 }

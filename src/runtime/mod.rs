@@ -72,3 +72,22 @@ pub async fn wait_until(mut done: impl FnMut() -> bool, deadline: Duration) -> b
     }
     true
 }
+
+/// `fut` with a deadline, arming the timer only if `fut` does not finish on
+/// its first poll: most calls' bodies are already buffered, and a timer per
+/// call is a measurable cost on the hot path. `Err(())` when it elapsed.
+pub async fn timeout_if_pending<F: std::future::Future>(deadline: Duration, fut: F) -> Result<F::Output, ()> {
+    use std::task::Poll;
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Ok(out);
+    }
+    timeout(deadline, fut).await
+}
+
+/// `monoio::time::timeout`, boxed: monoio's timer is large and 128-byte
+/// aligned, and held inline it would grow every future that might wait
+/// (and every move of it), even on paths where no timer is ever armed.
+pub async fn timeout<F: std::future::Future>(deadline: Duration, fut: F) -> Result<F::Output, ()> {
+    Box::pin(monoio::time::timeout(deadline, fut)).await.map_err(|_| ())
+}

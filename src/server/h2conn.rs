@@ -101,31 +101,27 @@ where
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
         .max_send_buffer_size(MAX_SEND_BUFFER)
         .handshake::<_, Bytes>(io);
-    let mut conn = match monoio::time::timeout(options.handshake_timeout, handshake).await {
+    let mut conn = match crate::runtime::timeout(options.handshake_timeout, handshake).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => return debug!(error = %e, "h2 handshake failed"),
         Err(_) => return debug!("h2 handshake timed out"),
     };
     let live = Rc::new(Cell::new(0usize));
+    // One timer per connection, not per stream: it closes the connection
+    // when a whole period passed with no stream open and none accepted.
     let idle_timeout = options.idle_timeout.unwrap_or(FOREVER);
+    let mut idle = Box::pin(monoio::time::sleep(idle_timeout));
+    let (mut accepted, mut accepted_at_check) = (0u64, 0u64);
     let mut going_away = false;
     loop {
         let next = if going_away {
             // Shutdown waits for calls in flight; an idle close does not
             // wait long for a peer that stopped reading.
-            match monoio::time::timeout(if shutdown.fired() { FOREVER } else { CLOSE_GRACE }, conn.accept()).await {
+            match crate::runtime::timeout(if shutdown.fired() { FOREVER } else { CLOSE_GRACE }, conn.accept()).await {
                 Ok(n) => n,
                 Err(_) => return debug!("peer did not finish closing; dropping the connection"),
             }
         } else {
-            let idle = async {
-                loop {
-                    monoio::time::sleep(idle_timeout).await;
-                    if live.get() == 0 {
-                        return;
-                    }
-                }
-            };
             monoio::select! {
                 n = conn.accept() => n,
                 _ = shutdown.wait() => {
@@ -133,16 +129,21 @@ where
                     going_away = true;
                     continue;
                 }
-                _ = idle => {
-                    debug!(?idle_timeout, "closing idle connection");
-                    conn.graceful_shutdown();
-                    going_away = true;
+                _ = &mut idle => {
+                    if live.get() == 0 && accepted == accepted_at_check {
+                        debug!(?idle_timeout, "closing idle connection");
+                        conn.graceful_shutdown();
+                        going_away = true;
+                    }
+                    accepted_at_check = accepted;
+                    idle = Box::pin(monoio::time::sleep(idle_timeout));
                     continue;
                 }
             }
         };
         match next {
             Some(Ok((request, respond))) => {
+                accepted += 1;
                 let (service, guard, budget) = (service.clone(), Live::enter(&live), budget.clone());
                 monoio::spawn(async move {
                     service.call(request, respond, budget).await;

@@ -170,7 +170,7 @@ async fn handle<S: Service>(stream: TcpStream, peer: SocketAddr, service: Rc<S>,
         Ok(io) => io,
         Err((e, _)) => return warn!(error = %e, "cannot poll connection"),
     };
-    match monoio::time::timeout(h2.handshake_timeout, sniff(&mut io)).await {
+    match crate::runtime::timeout(h2.handshake_timeout, sniff(&mut io)).await {
         Ok(Ok((Protocol::H2, prefix))) => serve_h2(Prefixed::new(prefix, io), service, shutdown, h2, budget).await,
         Ok(Ok((Protocol::Http1, prefix))) => http1::answer_public(Prefixed::new(prefix, io), h2.handshake_timeout).await,
         Ok(Ok((Protocol::Unknown, _))) => debug!(%peer, "closing connection that speaks neither HTTP/2 nor HTTP/1.1"),
