@@ -118,7 +118,8 @@ impl DottedKeys {
         let mut state = DottedKeys { keys: BTreeMap::new(), seen: replica::counts_from_stored(&stored.seen)? };
         for s in &stored.keys {
             let key = stored_element(s.key.as_ref())?;
-            let dots: BTreeSet<Dot> = s.dots.iter().map(|d| Dot { replica: ReplicaId(d.replica), counter: d.count }).collect();
+            let dots: BTreeSet<Dot> =
+                s.dots.iter().map(|d| Dot { replica: ReplicaId(d.replica), counter: d.count }).collect();
             if dots.is_empty() || dots.iter().any(|d| !state.has_seen(d)) {
                 return Err(CrdtError::Corrupt(format!("key {key} has no dots or dots beyond its version vector")));
             }

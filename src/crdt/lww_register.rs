@@ -91,7 +91,11 @@ impl LwwRegister {
     }
 
     pub fn from_stored(stored: &StoredLwwRegister) -> LwwRegister {
-        let write = stored.value.clone().map(|value| Write { timestamp: stored.timestamp, replica: ReplicaId(stored.replica), value });
+        let write = stored.value.clone().map(|value| Write {
+            timestamp: stored.timestamp,
+            replica: ReplicaId(stored.replica),
+            value,
+        });
         LwwRegister { write }
     }
 }

@@ -109,7 +109,11 @@ impl OrMap {
     }
 
     pub fn to_stored(&self) -> StoredOrMap {
-        let values = self.values.iter().map(|(k, v)| StoredEntry { key: Some(k.to_any()), value: Some(v.to_stored()) }).collect();
+        let values = self
+            .values
+            .iter()
+            .map(|(k, v)| StoredEntry { key: Some(k.to_any()), value: Some(v.to_stored()) })
+            .collect();
         StoredOrMap { keys: Some(self.keys.to_stored()), values }
     }
 
@@ -118,7 +122,9 @@ impl OrMap {
         let mut values = BTreeMap::new();
         for e in &stored.values {
             let key = dots::stored_element(e.key.as_ref())?;
-            let value = Crdt::from_stored(e.value.as_ref().ok_or_else(|| CrdtError::Corrupt(format!("ORMap key {key} has no value")))?)?;
+            let value = Crdt::from_stored(
+                e.value.as_ref().ok_or_else(|| CrdtError::Corrupt(format!("ORMap key {key} has no value")))?,
+            )?;
             if values.insert(key, value).is_some() {
                 return Err(CrdtError::Corrupt("ORMap value listed twice".into()));
             }

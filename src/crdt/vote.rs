@@ -67,7 +67,8 @@ impl Vote {
     }
 
     pub fn to_stored(&self) -> StoredVote {
-        let ballots = self.ballots.iter().map(|(r, b)| StoredBallot { replica: r.0, version: b.version, vote: b.vote }).collect();
+        let ballots =
+            self.ballots.iter().map(|(r, b)| StoredBallot { replica: r.0, version: b.version, vote: b.vote }).collect();
         StoredVote { ballots }
     }
 
