@@ -2,6 +2,7 @@
 
 use crate::proto::cloudstate::crdt::FlagDelta;
 
+/// A flag that can only be enabled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Flag {
     enabled: bool,

@@ -6,6 +6,7 @@ use super::error::CrdtError;
 use super::replica::{self, ReplicaId, StoredCount};
 use crate::proto::cloudstate::crdt::GCounterDelta;
 
+/// A grow-only counter (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GCounter {
     counts: BTreeMap<ReplicaId, u64>,

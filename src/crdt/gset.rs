@@ -7,6 +7,7 @@ use super::error::CrdtError;
 use crate::proto::cloudstate::crdt::GSetDelta;
 use crate::proto::google::protobuf::Any;
 
+/// A grow-only set of elements.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GSet {
     elements: BTreeSet<Element>,

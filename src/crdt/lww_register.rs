@@ -34,7 +34,8 @@ impl Write {
     }
 }
 
-/// No write yet (`None`) is the bottom every write beats.
+/// A last-writer-wins register of any `Any`; no write yet (`None`) is the
+/// bottom every write beats.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LwwRegister {
     write: Option<Write>,

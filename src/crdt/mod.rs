@@ -4,15 +4,15 @@
 //! the real CRDT: it applies each delta ([`Crdt::apply`]), sends the whole
 //! value as the `init` delta ([`Crdt::to_initial_delta`]), persists it
 //! ([`Crdt::encode`], [`Crdt::decode`]) and, once there are several nodes,
-//! joins replicas ([`Crdt::merge`]). One module per type; [`element`] gives
-//! set elements and map keys their identity.
+//! joins replicas ([`Crdt::merge`]). One module per type; [`Element`] gives
+//! set elements and map keys their identity (spec §5.6).
 //!
 //! Every state carries its per-replica bookkeeping (counts, dots, version
 //! vectors) even on one node, so stored states from a single-node proxy can
 //! later be merged with no migration.
 
 mod dots;
-pub mod element;
+mod element;
 mod error;
 mod flag;
 mod gcounter;

@@ -19,6 +19,7 @@ use super::Crdt;
 use crate::proto::cloudstate::crdt::{CrdtDelta, OrMapDelta, OrMapEntryDelta};
 use crate::proto::google::protobuf::Any;
 
+/// An observed-remove map of CRDTs (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OrMap {
     keys: DottedKeys,

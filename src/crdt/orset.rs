@@ -6,6 +6,7 @@ use super::error::CrdtError;
 use super::replica::ReplicaId;
 use crate::proto::cloudstate::crdt::OrSetDelta;
 
+/// An observed-remove set of elements.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrSet {
     elements: DottedKeys,

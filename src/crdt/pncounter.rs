@@ -5,6 +5,7 @@ use super::gcounter::{GCounter, StoredGCounter};
 use super::replica::ReplicaId;
 use crate::proto::cloudstate::crdt::PnCounterDelta;
 
+/// A counter that goes both ways (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PnCounter {
     up: GCounter,

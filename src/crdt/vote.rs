@@ -15,6 +15,7 @@ struct Ballot {
     vote: bool,
 }
 
+/// Every replica's latest vote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Vote {
     ballots: BTreeMap<ReplicaId, Ballot>,
