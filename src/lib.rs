@@ -35,6 +35,8 @@
 //! - [`userfn`]: h2 client pool to the user function.
 //! - [`entity`]: serving methods by entity kind: actions, event-sourced and
 //!   value entities, entity keys, the per-core hot cache.
+//! - [`crdt`]: the CRDT types the proxy owns for CRDT entities: deltas,
+//!   initial deltas, storage encoding, merge.
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.
 //! - [`store`]: RocksDB and in-memory stores, storage threads, group commit.
 //! - [`effects`]: forwards and side effects.
@@ -43,6 +45,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod crdt;
 pub mod discovery;
 pub mod dispatch;
 pub mod effects;
