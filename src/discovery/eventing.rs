@@ -135,3 +135,88 @@ pub fn consumers(subscriptions: Vec<Subscription>, services: &[EntityService]) -
         .collect();
     Ok((consumers, warnings))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::discovery::routes::{ACTION_PROTOCOL, EVENT_SOURCED_PROTOCOL};
+    use crate::discovery::spec::{validate, Acceptance, Validated};
+    use crate::discovery::EntityKind;
+    use crate::proto::cloudstate::{Entity, EntitySpec, ServiceInfo};
+
+    /// Validates a spec of event-sourced `t.Log` (persistence id "log") and
+    /// action `t.Sub`, whose methods are `methods` (proto text).
+    fn check(methods: &str) -> Result<Validated, String> {
+        let dir = std::env::temp_dir().join(format!("massa-eventing-spec-{}-{:?}", std::process::id(), std::thread::current().id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = format!(
+            "syntax = \"proto3\"; package t; import \"google/protobuf/any.proto\"; import \"cloudstate/eventing.proto\";
+             import \"cloudstate/entity_key.proto\";
+             message Ev {{ string id = 1 [(.cloudstate.entity_key) = true]; }}
+             message Other {{ string id = 1; }}
+             service Log {{ rpc Emit(Ev) returns (Ev); }}
+             service Sub {{ {methods} }}"
+        );
+        std::fs::write(dir.join("t.proto"), source).unwrap();
+        let mut compiler = protox::Compiler::new([dir.clone(), concat!(env!("CARGO_MANIFEST_DIR"), "/proto").into()]).unwrap();
+        compiler.include_imports(true).open_file("t.proto").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let entity = |entity_type: &str, service_name: &str, persistence_id: &str| Entity {
+            entity_type: entity_type.into(),
+            service_name: service_name.into(),
+            persistence_id: persistence_id.into(),
+            passivation_strategy: None,
+        };
+        let spec = EntitySpec {
+            proto: compiler.encode_file_descriptor_set().into(),
+            entities: vec![entity(EVENT_SOURCED_PROTOCOL, "t.Log", "log"), entity(ACTION_PROTOCOL, "t.Sub", "")],
+            service_info: Some(ServiceInfo { protocol_major_version: 0, protocol_minor_version: 2, ..Default::default() }),
+        };
+        validate(&spec, &Acceptance { strict_protocol: true, supported: vec![EntityKind::Action, EntityKind::EventSourced] })
+    }
+
+    fn must_refuse(methods: &str, expected: &str) {
+        let err = check(methods).expect_err(methods);
+        assert!(err.contains(expected), "{err}");
+    }
+
+    #[test]
+    fn consumers_group_by_group_and_log_and_miss_the_any_method_loudly() {
+        let v = check(
+            "rpc A(Ev) returns (Ev) { option (.cloudstate.eventing) = { in: { event_log: \"log\" } }; }
+             rpc B(Other) returns (stream Ev) { option (.cloudstate.eventing) = { in: { event_log: \"log\" } }; }
+             rpc C(Ev) returns (Ev) { option (.cloudstate.eventing) = { in: { consumer_group: \"g\", event_log: \"log\" } }; }
+             rpc D(google.protobuf.Any) returns (Ev) { option (.cloudstate.eventing) = { in: { consumer_group: \"g\", event_log: \"log\" } }; }
+             rpc Plain(Ev) returns (Ev);",
+        )
+        .unwrap();
+        let consumers = v.router.consumers();
+        let groups: Vec<_> = consumers.iter().map(|c| (c.group.as_str(), c.persistence_id.as_str())).collect();
+        assert_eq!(groups, [("t.Sub", "log"), ("g", "log")], "the group defaults to the service name");
+        let route = |id: Option<usize>| id.map(|i| v.router.routes()[i].method.as_str());
+        assert_eq!(route(consumers[0].route_for("type.googleapis.com/t.Other")), Some("B"));
+        assert_eq!(route(consumers[0].route_for("json.cloudstate.io/t.Ev")), None);
+        assert_eq!(route(consumers[1].route_for("json.cloudstate.io/t.Ev")), Some("D"));
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].contains("Consumer group [t.Sub] of event log [log] has no method taking google.protobuf.Any"));
+    }
+
+    #[test]
+    fn eventing_massa_does_not_serve_is_refused_with_a_reason() {
+        let opt = |o: &str| format!("rpc A(Ev) returns (Ev) {{ option (.cloudstate.eventing) = {{ {o} }}; }}");
+        must_refuse(&opt("out: { topic: \"t\" }"), "Service [t.Sub] method [A]: publishing to topic [t] is not supported");
+        must_refuse(&opt("in: { topic: \"t\" }"), "Service [t.Sub] method [A]: consuming topic [t] is not supported");
+        must_refuse(&opt("in: { topic: \"t\" } out: { topic: \"t\" }"), "the input topic and the output topic are both [t]");
+        must_refuse(
+            &opt("in: { event_log: \"nope\" }"),
+            "Service [t.Sub] method [A] consumes event log [nope], but no event-sourced entity has that persistence id (known: [log])",
+        );
+        must_refuse(
+            &format!("{} rpc B(Ev) returns (Ev) {{ option (.cloudstate.eventing) = {{ in: {{ event_log: \"log\" }} }}; }}", opt("in: { event_log: \"log\" }")),
+            "methods [t.Sub/A] and [t.Sub/B] both take [t.Ev]",
+        );
+        must_refuse(
+            "rpc A(stream Ev) returns (Ev) { option (.cloudstate.eventing) = { in: { event_log: \"log\" } }; }",
+            "an event-log consumer must take a single message",
+        );
+    }
+}
