@@ -22,6 +22,7 @@ const GENERATED: &[&str] = &[
     "example/shoppingcart/persistence/domain.proto",
     "example/valueentity/shoppingcart/shoppingcart.proto",
     "example/valueentity/shoppingcart/persistence/domain.proto",
+    "example/eventing/ledger.proto",
     // The Cloudstate TCK model services (proto/tck/README.md).
     "tck/cloudstate/tck/model/action.proto",
     "tck/cloudstate/tck/model/valueentity.proto",
@@ -46,6 +47,19 @@ const EMBEDDED: &[(&str, &[&str])] = &[
             "example/shoppingcart/persistence/domain.proto",
             "example/valueentity/shoppingcart/shoppingcart.proto",
             "example/valueentity/shoppingcart/persistence/domain.proto",
+        ],
+    ),
+    // What the example function reports with `--eventing`: the above plus
+    // the ledgers and their consumers.
+    (
+        "example_eventing.fds",
+        &[
+            "example/echo/echo.proto",
+            "example/shoppingcart/shoppingcart.proto",
+            "example/shoppingcart/persistence/domain.proto",
+            "example/valueentity/shoppingcart/shoppingcart.proto",
+            "example/valueentity/shoppingcart/persistence/domain.proto",
+            "example/eventing/ledger.proto",
         ],
     ),
     // What the TCK model user function (massa-tck-model) reports at discovery.

@@ -40,6 +40,8 @@
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.
 //! - [`store`]: RocksDB and in-memory stores, storage threads, group commit.
 //! - [`effects`]: forwards and side effects.
+//! - [`eventing`]: event-log consumers (events as action commands, stored
+//!   offsets).
 //! - [`admin`]: admin HTTP port, metrics, gRPC health and reflection.
 //! - [`proto`]: generated protocol types.
 
@@ -50,6 +52,7 @@ pub mod discovery;
 pub mod dispatch;
 pub mod effects;
 pub mod entity;
+pub mod eventing;
 pub mod grpc;
 pub mod proto;
 pub mod runtime;

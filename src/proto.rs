@@ -86,6 +86,10 @@ pub mod example {
     pub mod echo {
         include!(concat!(env!("OUT_DIR"), "/example.echo.rs"));
     }
+    /// The example function's ledgers and event-log consumers.
+    pub mod eventing {
+        include!(concat!(env!("OUT_DIR"), "/example.eventing.rs"));
+    }
 }
 
 /// Descriptors of Massa's own reflection and health services.
@@ -93,6 +97,9 @@ pub const ADMIN_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/a
 
 /// Descriptors the example user function reports at discovery.
 pub const EXAMPLE_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example.fds"));
+
+/// Descriptors the example user function reports with `--eventing`.
+pub const EXAMPLE_EVENTING_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example_eventing.fds"));
 
 /// Descriptors the TCK model user function reports at discovery.
 pub const TCK_DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tck.fds"));

@@ -26,6 +26,7 @@ use crate::entity::stateful::{self, Entities};
 use crate::shard::Envelope;
 use crate::store::{self, StoreHandle};
 use crate::discovery::{EntityKind, Router};
+use crate::eventing;
 use crate::runtime::{self, Notify};
 use crate::server::{self, Connections};
 use crate::userfn::{Pool, Target};
@@ -121,7 +122,7 @@ impl Core {
             .collect();
         Core {
             id,
-            metrics: CoreMetrics::new(router.routes().len()),
+            metrics: CoreMetrics::new(router.routes().len(), router.consumers().len()),
             shared,
             router,
             pool,
@@ -232,6 +233,7 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         monoio::spawn(stateful::sweep_idle(core.clone()));
         let limits = server_limits(&core.shared);
         monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone(), limits));
+        let consumers = eventing::start(&core);
         while let Ok(msg) = inbox.recv_async().await {
             match msg {
                 Control::Metrics(reply) => {
@@ -240,8 +242,8 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
                 Control::Shutdown { timeout } => {
                     core.shutdown.fire();
                     let connections = core.connections.clone();
-                    if !runtime::wait_until(|| connections.live() == 0, timeout).await {
-                        warn!(worker = id, open = connections.live(), "shutdown timeout: closing connections with calls in flight");
+                    if !runtime::wait_until(|| connections.live() == 0 && consumers.get() == 0, timeout).await {
+                        warn!(worker = id, open = connections.live(), consumers = consumers.get(), "shutdown timeout: closing connections with calls in flight");
                     }
                     break;
                 }

@@ -887,11 +887,10 @@ mod entity_tck {
 }
 
 // ---------------------------------------------------------------------------
-// CrdtEntityTCK (6) and EventingTCK (3): Massa has no CRDT entities and no
-// eventing yet; these run with `--run-ignored` and stop at the missing
-// capability. All are ported in full from proto/tck/README.md §3; they
-// cannot have run against a proxy yet, so expect to adjust details when
-// CRDTs and eventing land.
+// CrdtEntityTCK (6): Massa has no CRDT entities yet; these run with
+// `--run-ignored` and stop at the missing capability. They are ported in
+// full from proto/tck/README.md §3 but cannot have run against a proxy yet,
+// so expect to adjust details when CRDTs land. EventingTCK (3) follows.
 
 mod crdt_tck {
     use super::*;
@@ -1306,6 +1305,17 @@ mod eventing_tck {
             EventSourcedStreamOut::decode(message(&c.output[0])).unwrap()
         }
 
+        /// "No other connections may appear": once the proxy has stopped
+        /// (no call can follow), the recorded calls are exactly the ones
+        /// the check consumed.
+        fn no_other_connections(mut self) {
+            self.massa.proc.signal(libc::SIGTERM);
+            assert_eq!(self.massa.proc.must_exit(), 0, "{}", self.massa.proc.log());
+            let calls = self.interceptor.recorder.snapshot();
+            let paths: Vec<_> = calls.iter().map(|c| c.path.as_str()).collect();
+            assert_eq!(calls.len(), self.next.get(), "an event delivered more than once, or an extra call: {paths:?}");
+        }
+
         /// The subscriber's unary call: its command and response.
         fn consumer(&self) -> (ActionCommand, ActionResponse) {
             let c = self.connection(UNARY, 1, 1);
@@ -1326,7 +1336,6 @@ mod eventing_tck {
     }
 
     #[test]
-    #[ignore = "needs event-log eventing"]
     fn consume_an_event() {
         let t = setup();
         let id = "eventlogeventing:1";
@@ -1339,10 +1348,10 @@ mod eventing_tck {
         let Some(Out::Reply(reply)) = response.response else { panic!("a reply") };
         let answer = Response::decode(reply.payload.unwrap().value).unwrap();
         assert_eq!(answer, Response { id: id.into(), message: "some message".into() });
+        t.no_other_connections();
     }
 
     #[test]
-    #[ignore = "needs event-log eventing"]
     fn forward_a_consumed_event() {
         let t = setup();
         let id = "eventlogeventing:2";
@@ -1355,10 +1364,10 @@ mod eventing_tck {
         assert!(matches!(response.response, Some(Out::Forward(_))), "{response:?}");
         let (effect, _) = t.consumer();
         assert_eq!(effect.name, "Effect");
+        t.no_other_connections();
     }
 
     #[test]
-    #[ignore = "needs event-log eventing"]
     fn process_json_events() {
         let t = setup();
         let id = "eventlogeventing:3";
@@ -1370,6 +1379,7 @@ mod eventing_tck {
         let Some(Out::Reply(reply)) = response.response else { panic!("a reply") };
         let answer = Response::decode(reply.payload.unwrap().value).unwrap();
         assert_eq!(answer, Response { id: id.into(), message: "some json message".into() });
+        t.no_other_connections();
     }
 }
 

@@ -44,21 +44,54 @@ impl MethodMetrics {
     }
 }
 
+/// Figures of one event-log consumer (on the core that runs it).
+#[derive(Clone, Default)]
+struct ConsumerMetrics {
+    delivered: Cell<u64>,
+    redeliveries: Cell<u64>,
+    /// Committed events not yet processed.
+    lag: Cell<u64>,
+}
+
 /// One core's metrics. Index `routes.len()` is the "other" bucket
 /// (reflection, health, unknown paths).
 pub struct CoreMetrics {
     methods: Vec<MethodMetrics>,
     user_fn_errors: Cell<u64>,
     entities_activated: Cell<u64>,
+    /// By index into `Router::consumers`.
+    consumers: Vec<ConsumerMetrics>,
 }
 
 impl CoreMetrics {
-    pub fn new(routes: usize) -> CoreMetrics {
+    pub fn new(routes: usize, consumers: usize) -> CoreMetrics {
         CoreMetrics {
             methods: (0..=routes).map(|_| MethodMetrics::new()).collect(),
             user_fn_errors: Cell::new(0),
             entities_activated: Cell::new(0),
+            consumers: vec![ConsumerMetrics::default(); consumers],
         }
+    }
+
+    /// Consumer `i` processed an event.
+    pub fn event_delivered(&self, i: usize) {
+        let c = &self.consumers[i];
+        c.delivered.set(c.delivered.get() + 1);
+        c.lag.set(c.lag.get().saturating_sub(1));
+    }
+
+    /// Consumer `i` retries an event that failed.
+    pub fn event_redelivered(&self, i: usize) {
+        let c = &self.consumers[i];
+        c.redeliveries.set(c.redeliveries.get() + 1);
+    }
+
+    pub fn set_consumer_lag(&self, i: usize, lag: u64) {
+        self.consumers[i].lag.set(lag);
+    }
+
+    pub fn consumer_lag(&self, i: usize) -> u64 {
+        self.consumers[i].lag.get()
     }
 
     fn slot(&self, route: Option<usize>) -> &MethodMetrics {
@@ -103,6 +136,7 @@ impl CoreMetrics {
                 .collect(),
             user_fn_errors: self.user_fn_errors.get(),
             entities_activated: self.entities_activated.get(),
+            consumers: self.consumers.iter().map(|c| [c.delivered.get(), c.redeliveries.get(), c.lag.get()]).collect(),
             active_entities,
             cache,
         }
@@ -114,6 +148,8 @@ pub struct Snapshot {
     methods: Vec<MethodSnapshot>,
     user_fn_errors: u64,
     entities_activated: u64,
+    /// Per consumer: delivered, redeliveries, lag.
+    consumers: Vec<[u64; 3]>,
     active_entities: usize,
     cache: CacheStats,
 }
@@ -136,6 +172,9 @@ impl Snapshot {
         }
         self.user_fn_errors += other.user_fn_errors;
         self.entities_activated += other.entities_activated;
+        for (a, b) in self.consumers.iter_mut().zip(&other.consumers) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
         self.active_entities += other.active_entities;
         self.cache.hits += other.cache.hits;
         self.cache.misses += other.cache.misses;
@@ -232,7 +271,32 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
         let _ = writeln!(out, "massa_request_duration_seconds_sum{{method=\"{name}\"}} {}", m.latency_sum_us as f64 / 1e6);
         let _ = writeln!(out, "massa_request_duration_seconds_count{{method=\"{name}\"}} {count}");
     }
+    render_consumers(&mut out, router, &total.consumers);
     out
+}
+
+/// A label value in the exposition format's escaping; consumer groups and
+/// persistence ids are the function's free text.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn render_consumers(out: &mut String, router: &Router, figures: &[[u64; 3]]) {
+    if figures.is_empty() {
+        return;
+    }
+    let metrics = [
+        ("massa_eventing_delivered_total", "counter", "Events an event-log consumer processed."),
+        ("massa_eventing_redeliveries_total", "counter", "Deliveries retried after the consumer failed."),
+        ("massa_eventing_lag_events", "gauge", "Committed events a consumer has not processed yet."),
+    ];
+    for (i, (name, kind, help)) in metrics.into_iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (c, f) in router.consumers().iter().zip(figures) {
+            let _ = writeln!(out, "{name}{{group=\"{}\",event_log=\"{}\"}} {}", label(&c.group), label(&c.persistence_id), f[i]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -241,8 +305,8 @@ mod tests {
 
     #[test]
     fn merges_cores_and_renders_counts() {
-        let a = CoreMetrics::new(1);
-        let b = CoreMetrics::new(1);
+        let a = CoreMetrics::new(1, 0);
+        let b = CoreMetrics::new(1, 0);
         a.started(Some(0));
         a.finished(Some(0), Code::Ok, Duration::from_micros(300));
         b.started(Some(0));

@@ -3,6 +3,7 @@
 //! `reportError` when it is unusable.
 
 mod backoff;
+mod eventing;
 pub mod routes;
 pub mod spec;
 
@@ -12,7 +13,7 @@ use prost::Message;
 use tracing::{debug, info, warn};
 
 pub use backoff::Backoff;
-pub use routes::{EntityKind, EntityService, MethodRoute, Router, Shape};
+pub use routes::{Consumer, EntityKind, EntityService, MethodRoute, Router, Shape};
 pub use spec::Acceptance;
 
 use crate::grpc::encode_prost;

@@ -96,6 +96,50 @@ pub struct MethodRoute {
     pub key_fields: Vec<KeyField>,
 }
 
+/// Type URL prefixes of Cloudstate's JSON and primitive values, which
+/// always go to a consumer's `google.protobuf.Any` method.
+const UNTYPED_PREFIXES: [&str; 2] = ["json.cloudstate.io/", "p.cloudstate.io/"];
+
+/// An event-log consumer (spec §5.5): the methods of one consumer group
+/// that take the events of one event-sourced persistence id.
+#[derive(Clone, Debug)]
+pub struct Consumer {
+    pub group: String,
+    pub persistence_id: String,
+    /// Route ids by the full name of the method's input type.
+    by_type: HashMap<String, usize>,
+    /// The route taking `google.protobuf.Any`: every other event.
+    fallback: Option<usize>,
+}
+
+impl Consumer {
+    pub fn new(group: String, persistence_id: String) -> Consumer {
+        Consumer { group, persistence_id, by_type: HashMap::new(), fallback: None }
+    }
+
+    /// Adds a method by its input type (`any`: the fallback).
+    pub fn add(&mut self, input: &str, any: bool, route: usize) {
+        if any {
+            self.fallback = Some(route);
+        } else {
+            self.by_type.insert(input.to_owned(), route);
+        }
+    }
+
+    pub fn has_fallback(&self) -> bool {
+        self.fallback.is_some()
+    }
+
+    /// The route for an event of `type_url`: the method taking that type,
+    /// else the `Any` method.
+    pub fn route_for(&self, type_url: &str) -> Option<usize> {
+        let untyped = UNTYPED_PREFIXES.iter().any(|p| type_url.starts_with(p));
+        let name = type_url.rsplit_once('/').map_or(type_url, |(_, name)| name);
+        let typed = if untyped { None } else { self.by_type.get(name).copied() };
+        typed.or(self.fallback)
+    }
+}
+
 /// The immutable routing table.
 #[derive(Debug)]
 pub struct Router {
@@ -103,12 +147,22 @@ pub struct Router {
     routes: Vec<MethodRoute>,
     by_path: HashMap<String, usize>,
     descriptors: DescriptorPool,
+    consumers: Vec<Consumer>,
 }
 
 impl Router {
     pub fn new(services: Vec<EntityService>, routes: Vec<MethodRoute>, descriptors: DescriptorPool) -> Router {
         let by_path = routes.iter().map(|r| (r.path.clone(), r.id)).collect();
-        Router { services, routes, by_path, descriptors }
+        Router { services, routes, by_path, descriptors, consumers: Vec::new() }
+    }
+
+    /// The same table with its event-log consumers.
+    pub fn with_consumers(self, consumers: Vec<Consumer>) -> Router {
+        Router { consumers, ..self }
+    }
+
+    pub fn consumers(&self) -> &[Consumer] {
+        &self.consumers
     }
 
     /// The route for a request path.

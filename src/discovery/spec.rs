@@ -8,6 +8,7 @@ use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor};
 
 use crate::entity::key::{KeyField, KeyKind};
 
+use super::eventing;
 use super::routes::{EntityKind, EntityService, MethodRoute, Router, Shape};
 use crate::proto::cloudstate::{entity_passivation_strategy::Strategy, EntitySpec};
 
@@ -56,6 +57,7 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
 
     let mut services = Vec::with_capacity(spec.entities.len());
     let mut routes = Vec::new();
+    let mut subscriptions = Vec::new();
     for entity in &spec.entities {
         let kind = EntityKind::from_entity_type(&entity.entity_type)
             .filter(|k| accept.supported.contains(k))
@@ -83,6 +85,7 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
             if kind != EntityKind::Action {
                 check_keys(&entity.service_name, method.name(), &input, &key_fields)?;
             }
+            subscriptions.extend(eventing::subscription(&method, &entity.service_name, kind, shape, routes.len())?);
             routes.push(MethodRoute {
                 id: routes.len(),
                 path: format!("/{}/{}", entity.service_name, method.name()),
@@ -110,7 +113,9 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
             passivation_timeout,
         });
     }
-    Ok(Validated { router: Router::new(services, routes, descriptors), warnings })
+    let (consumers, eventing_warnings) = eventing::consumers(subscriptions, &services)?;
+    warnings.extend(eventing_warnings);
+    Ok(Validated { router: Router::new(services, routes, descriptors).with_consumers(consumers), warnings })
 }
 
 /// The fields of a `FileDescriptorProto` read before prost-reflect sees the

@@ -29,6 +29,8 @@ pub struct EntityStore {
     kv: Box<dyn Store>,
     last_offset: AtomicU64,
     committed: Mutex<Committed>,
+    /// Woken (without blocking) whenever the tag log's watermark advances.
+    tag_watchers: Mutex<Vec<flume::Sender<()>>>,
     guard: Option<SpaceGuard>,
 }
 
@@ -90,7 +92,13 @@ impl EntityStore {
             last = last.max(keys::trailing_u64(&v).ok_or_else(|| corrupt("offset mark", "", &format!("{k:?}")))?);
         }
         let committed = Committed { through: last, ahead: BTreeMap::new() };
-        Ok(EntityStore { kv, last_offset: AtomicU64::new(last), committed: Mutex::new(committed), guard })
+        Ok(EntityStore {
+            kv,
+            last_offset: AtomicU64::new(last),
+            committed: Mutex::new(committed),
+            tag_watchers: Mutex::default(),
+            guard,
+        })
     }
 
     /// The latest snapshot and every event after it.
@@ -137,8 +145,20 @@ impl EntityStore {
         let result = self.commit(writer, batch, first, count, sync);
         if count > 0 {
             self.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(first, first + count - 1);
+            // A full channel already holds a wake-up; a closed one is a
+            // watcher that went away.
+            let mut watchers = self.tag_watchers.lock().unwrap_or_else(|p| p.into_inner());
+            watchers.retain(|w| !matches!(w.try_send(()), Err(flume::TrySendError::Disconnected(_))));
         }
         result
+    }
+
+    /// A channel that receives a wake-up after batches with events commit,
+    /// so tag-log readers need not poll while the log is quiet.
+    pub fn watch_tags(&self) -> flume::Receiver<()> {
+        let (tx, rx) = flume::bounded(1);
+        self.tag_watchers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        rx
     }
 
     fn commit(&self, writer: u16, batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
@@ -161,6 +181,9 @@ impl EntityStore {
                     ops.push(Op::Put(keys::value(pid, eid), value.to_vec()));
                 }
                 Write::DeleteValue { persistence_id: pid, entity_id: eid } => ops.push(Op::Delete(keys::value(pid, eid))),
+                Write::ConsumerOffset { persistence_id: pid, group, offset } => {
+                    ops.push(Op::Put(keys::consumer_offset(pid, group), offset.to_be_bytes().to_vec()));
+                }
             }
         }
         if count > 0 {
@@ -181,7 +204,7 @@ impl EntityStore {
     /// Only offsets whose batches (and all before them) have finished are
     /// returned.
     pub fn events_by_tag(&self, pid: &str, from_offset: u64, limit: usize) -> io::Result<Vec<TaggedEvent>> {
-        let through = self.committed.lock().unwrap_or_else(|p| p.into_inner()).through;
+        let through = self.committed_through();
         let mut out = Vec::new();
         for (k, v) in self.kv.scan(&keys::tags_of(pid), &keys::tag(pid, from_offset), limit)? {
             let offset = keys::trailing_u64(&k).ok_or_else(|| corrupt("tag key", pid, ""))?;
@@ -193,6 +216,45 @@ impl EntityStore {
             out.push(TaggedEvent { offset, entity_id, sequence, event: event.into() });
         }
         Ok(out)
+    }
+
+    /// Where a consumer group stands in a persistence id's tag log (0: it
+    /// has processed nothing yet).
+    pub fn consumer_offset(&self, pid: &str, group: &str) -> io::Result<u64> {
+        match self.kv.get(&keys::consumer_offset(pid, group))? {
+            None => Ok(0),
+            Some(v) => keys::trailing_u64(&v).filter(|_| v.len() == 8).ok_or_else(|| corrupt("consumer offset", pid, group)),
+        }
+    }
+
+    /// How many committed events of `pid` lie after `after`, counted up to
+    /// `cap` (a consumer's lag; bounded so a far-behind consumer costs a
+    /// bounded scan).
+    pub fn count_tagged(&self, pid: &str, after: u64, cap: usize) -> io::Result<usize> {
+        let through = self.committed_through();
+        let (prefix, mut start, mut n) = (keys::tags_of(pid), keys::tag(pid, after.saturating_add(1)), 0);
+        while n < cap {
+            let page = self.kv.scan(&prefix, &start, SCAN_STEP.min(cap - n))?;
+            let full = page.len() == SCAN_STEP.min(cap - n);
+            let mut last = None;
+            for (k, _) in &page {
+                let offset = keys::trailing_u64(k).ok_or_else(|| corrupt("tag key", pid, ""))?;
+                if offset > through {
+                    return Ok(n);
+                }
+                n += 1;
+                last = Some(offset);
+            }
+            match (full, last) {
+                (true, Some(offset)) => start = keys::tag(pid, offset + 1),
+                _ => break,
+            }
+        }
+        Ok(n)
+    }
+
+    fn committed_through(&self) -> u64 {
+        self.committed.lock().unwrap_or_else(|p| p.into_inner()).through
     }
 }
 

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, info, warn};
 
-use super::{EntityStore, Journal, Write};
+use super::{EntityStore, Journal, TaggedEvent, Write};
 use crate::grpc::{Code, Status};
 
 /// Storage threads run short, shallow calls into the engine.
@@ -31,6 +31,10 @@ const STACK: usize = 256 * 1024;
 enum Job {
     ReadJournal { pid: String, eid: String, done: oneshot::Sender<io::Result<Journal>> },
     ReadValue { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
+    ReadTagged { pid: String, from: u64, limit: usize, done: oneshot::Sender<io::Result<Vec<TaggedEvent>>> },
+    CountTagged { pid: String, after: u64, cap: usize, done: oneshot::Sender<io::Result<usize>> },
+    ReadConsumerOffset { pid: String, group: String, done: oneshot::Sender<io::Result<u64>> },
+    WatchTags { done: oneshot::Sender<flume::Receiver<()>> },
     Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
     /// Finish: sent at shutdown after everything queued before it.
     Stop,
@@ -81,6 +85,10 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
                 match job {
                     Job::ReadJournal { pid, eid, done } => drop(done.send(store.read_journal(&pid, &eid))),
                     Job::ReadValue { pid, eid, done } => drop(done.send(store.read_value(&pid, &eid))),
+                    Job::ReadTagged { pid, from, limit, done } => drop(done.send(store.events_by_tag(&pid, from, limit))),
+                    Job::CountTagged { pid, after, cap, done } => drop(done.send(store.count_tagged(&pid, after, cap))),
+                    Job::ReadConsumerOffset { pid, group, done } => drop(done.send(store.consumer_offset(&pid, &group))),
+                    Job::WatchTags { done } => drop(done.send(store.watch_tags())),
                     Job::Write { batch, done } => drop(done.send(store.write(writer, &batch, sync))),
                     Job::Stop => break,
                 }
@@ -125,6 +133,35 @@ impl StoreHandle {
         let (done, rx) = oneshot::channel();
         self.read(Job::ReadValue { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
         rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the value", &e))
+    }
+
+    /// Committed events of `pid`'s tag log from offset `from` on, in order.
+    pub async fn read_tagged(&self, pid: &str, from: u64, limit: usize) -> Result<Vec<TaggedEvent>, Status> {
+        let (done, rx) = oneshot::channel();
+        self.read(Job::ReadTagged { pid: pid.to_owned(), from, limit, done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the tag log", &e))
+    }
+
+    /// Committed events of `pid` after offset `after`, counted up to `cap`.
+    pub async fn count_tagged(&self, pid: &str, after: u64, cap: usize) -> Result<usize, Status> {
+        let (done, rx) = oneshot::channel();
+        self.read(Job::CountTagged { pid: pid.to_owned(), after, cap, done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("counting the tag log", &e))
+    }
+
+    /// The last offset of `pid`'s tag log that consumer group `group` has
+    /// processed (0: none).
+    pub async fn consumer_offset(&self, pid: &str, group: &str) -> Result<u64, Status> {
+        let (done, rx) = oneshot::channel();
+        self.read(Job::ReadConsumerOffset { pid: pid.to_owned(), group: group.to_owned(), done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading a consumer offset", &e))
+    }
+
+    /// A channel woken whenever new events become readable in the tag log.
+    pub async fn watch_tags(&self) -> Result<flume::Receiver<()>, Status> {
+        let (done, rx) = oneshot::channel();
+        self.read(Job::WatchTags { done })?;
+        rx.await.map_err(|_| gone())
     }
 
     /// Resolves once `writes` are durable (at the configured level) as part

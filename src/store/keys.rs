@@ -12,6 +12,7 @@
 //! | `V` | `V pid eid` | value `Any` |
 //! | `T` | `T pid offset(8)` | `eid seq(8)`: the event's place in the tag log |
 //! | `O` | `O writer(2)` | highest offset a storage writer has committed (8) |
+//! | `C` | `C pid group` | offset(8): the last tag-log offset a consumer group processed |
 //!
 //! Format 1 (before length prefixes) used lower-case prefixes with `0x00`
 //! separators; [`super::migrate`] rewrites such directories at start.
@@ -78,6 +79,11 @@ pub fn tag(pid: &str, offset: u64) -> Vec<u8> {
 /// Prefix of one persistence id's tag log.
 pub fn tags_of(pid: &str) -> Vec<u8> {
     Key::new(b'T', 4 + pid.len()).str(pid).0
+}
+
+/// Key of a consumer group's position in one persistence id's tag log.
+pub fn consumer_offset(pid: &str, group: &str) -> Vec<u8> {
+    Key::new(b'C', 8 + pid.len() + group.len()).str(pid).str(group).0
 }
 
 /// Key of one storage writer's offset high-water mark.

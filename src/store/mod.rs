@@ -53,6 +53,9 @@ pub enum Write {
     Snapshot { persistence_id: String, entity_id: String, sequence: u64, snapshot: Bytes },
     PutValue { persistence_id: String, entity_id: String, value: Bytes },
     DeleteValue { persistence_id: String, entity_id: String },
+    /// A consumer group has processed the tag log of `persistence_id`
+    /// through `offset`.
+    ConsumerOffset { persistence_id: String, group: String, offset: u64 },
 }
 
 /// One operation of an atomic batch.

@@ -91,3 +91,25 @@ fn the_space_guard_refuses_writes_below_the_reserve() {
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
     assert_eq!(store.read_journal("g", "a").unwrap(), Journal::default(), "nothing written");
 }
+
+#[test]
+fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
+    for (name, store, dir) in stores() {
+        let watch = store.watch_tags();
+        let offset = |pid: &str, group: &str, offset| Write::ConsumerOffset { persistence_id: pid.into(), group: group.into(), offset };
+        assert_eq!(store.consumer_offset("cart", "g").unwrap(), 0, "{name}: nothing processed yet");
+        store.write(0, &[events("cart", "a", 1, 3), events("other", "z", 1, 2)], true).unwrap();
+        assert!(watch.try_recv().is_ok(), "{name}: committing events wakes the watchers");
+        store.write(0, &[offset("cart", "g", 2), offset("cart", "h", 1), offset("other", "g", 5)], true).unwrap();
+        assert!(watch.try_recv().is_err(), "{name}: offsets alone are no news for tag readers");
+        assert_eq!(store.consumer_offset("cart", "g").unwrap(), 2, "{name}");
+        assert_eq!(store.consumer_offset("cart", "h").unwrap(), 1, "{name}");
+        assert_eq!(store.consumer_offset("other", "g").unwrap(), 5, "{name}");
+        assert_eq!(store.count_tagged("cart", 0, 100).unwrap(), 3, "{name}: offsets 4 and 5 are `other`'s");
+        assert_eq!(store.count_tagged("cart", 2, 100).unwrap(), 1, "{name}");
+        assert_eq!(store.count_tagged("cart", 0, 2).unwrap(), 2, "{name}: capped");
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

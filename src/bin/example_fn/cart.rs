@@ -13,6 +13,7 @@
 //! one named `slow` takes 300 ms. Activations and stream ends are logged
 //! to stderr so tests can see what the proxy sent.
 
+use bytes::Bytes;
 use prost::Message;
 
 use massa::grpc::{Code, MessageReader, Responder, Status};
@@ -152,12 +153,21 @@ fn decide(cart: &mut domain::Cart, command: &Command, api_package: &str) -> Resu
     })
 }
 
-/// `cloudstate.eventsourced.EventSourced/handle` for the cart.
-pub async fn event_sourced(mut reader: MessageReader, responder: &mut Responder, snapshot_every: u64) -> Result<(), Status> {
+/// `cloudstate.eventsourced.EventSourced/handle` for the cart, from its
+/// `first` message (already read to tell carts from ledgers).
+pub async fn event_sourced(first: Bytes, mut reader: MessageReader, responder: &mut Responder, snapshot_every: u64) -> Result<(), Status> {
     let mut cart = domain::Cart::default();
     let mut since_snapshot = 0u64;
     let (mut entity, mut snapshot_seq, mut replayed, mut reported) = (String::new(), None, 0, false);
-    while let Some(m) = reader.message().await.map_err(|e| e.into_client_status())? {
+    let mut next = Some(first);
+    loop {
+        let m = match next.take() {
+            Some(m) => m,
+            None => match reader.message().await.map_err(|e| e.into_client_status())? {
+                Some(m) => m,
+                None => break,
+            },
+        };
         let message = EventSourcedStreamIn::decode(m).map_err(bad)?.message;
         match message {
             Some(event_sourced_stream_in::Message::Init(init)) => {

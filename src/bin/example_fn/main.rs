@@ -4,9 +4,11 @@
 //! the README starts next to Massa and the one the integration tests drive.
 //! Each echo request carries its own instructions (fail, forward, side
 //! effects, delay), and a few texts trigger faults: `crash!` exits the
-//! process mid-call, `cancel!` resets the stream.
+//! process mid-call, `cancel!` resets the stream. With `--eventing` it also
+//! declares event-sourced ledgers and event-log consumers ([`ledger`]).
 
 mod cart;
+mod ledger;
 
 use std::{cell::RefCell, rc::Rc, time::Duration};
 
@@ -21,6 +23,7 @@ use massa::discovery::routes::{ACTION_PROTOCOL, EVENT_SOURCED_PROTOCOL, LEGACY_F
 use massa::grpc::{Code, MessageReader, Responder, Status};
 use massa::proto::cloudstate::{
     action::{action_response::Response, ActionCommand, ActionResponse},
+    eventsourced::{event_sourced_stream_in, EventSourcedStreamIn},
     metadata_entry::Value,
     entity_passivation_strategy::Strategy,
     Entity, EntityPassivationStrategy, EntitySpec, Failure, Forward, Metadata, MetadataEntry, ProxyInfo, Reply, ServiceInfo, SideEffect,
@@ -67,18 +70,26 @@ struct Args {
     /// Advertise this HTTP/2 MAX_CONCURRENT_STREAMS (default: no practical limit).
     #[arg(long)]
     max_concurrent_streams: Option<u32>,
+    /// Also declare the ledgers and their event-log consumers.
+    #[arg(long)]
+    eventing: bool,
+    /// Consumers exit the process on an entry `crash!` (else they accept it).
+    #[arg(long)]
+    crash_on_event: bool,
 }
 
 struct EchoFn {
     args: Args,
     protocol_prefix: String,
     recorded: RefCell<Vec<String>>,
+    consumers: ledger::Consumers,
 }
 
 fn main() {
     let args = Args::parse();
     let prefix = format!("/{}/", if args.legacy { LEGACY_FUNCTION_PROTOCOL } else { ACTION_PROTOCOL });
-    let echo = Rc::new(EchoFn { args, protocol_prefix: prefix, recorded: RefCell::new(Vec::new()) });
+    let args_crash = args.crash_on_event;
+    let echo = Rc::new(EchoFn { args, protocol_prefix: prefix, recorded: RefCell::new(Vec::new()), consumers: ledger::Consumers::new(args_crash) });
     let h2 = H2Options::user_function(echo.args.max_concurrent_streams);
     let serve = async move {
         let shutdown = Notify::new();
@@ -117,9 +128,7 @@ impl Service for EchoFn {
             Some("handleStreamedOut") => self.streamed_out(reader, &mut responder).await,
             Some("handleStreamedIn") | Some("handleStreamed") => self.streamed(reader, &mut responder).await,
             _ => match path.as_str() {
-                "/cloudstate.eventsourced.EventSourced/handle" => {
-                    cart::event_sourced(reader, &mut responder, self.args.snapshot_every).await
-                }
+                "/cloudstate.eventsourced.EventSourced/handle" => self.event_sourced(reader, &mut responder).await,
                 "/cloudstate.valueentity.ValueEntity/handle" => cart::value_entity(reader, &mut responder).await,
                 "/cloudstate.EntityDiscovery/discover" => self.discover(reader, &mut responder).await,
                 "/cloudstate.EntityDiscovery/reportError" => report_error(reader, &mut responder).await,
@@ -146,8 +155,9 @@ impl EchoFn {
             info.supported_entity_types
         );
         let (major, minor) = self.args.protocol.split_once('.').unwrap_or(("0", "2"));
-        let spec = EntitySpec {
-            proto: Bytes::from_static(massa::proto::EXAMPLE_DESCRIPTORS),
+        let descriptors = if self.args.eventing { massa::proto::EXAMPLE_EVENTING_DESCRIPTORS } else { massa::proto::EXAMPLE_DESCRIPTORS };
+        let mut spec = EntitySpec {
+            proto: Bytes::from_static(descriptors),
             entities: vec![
                 Entity {
                     entity_type: if self.args.legacy { LEGACY_FUNCTION_PROTOCOL } else { ACTION_PROTOCOL }.to_owned(),
@@ -168,7 +178,21 @@ impl EchoFn {
                 protocol_minor_version: minor.parse().unwrap_or(2),
             }),
         };
+        if self.args.eventing {
+            spec.entities.extend(ledger::entities());
+        }
         send(responder, &spec).await
+    }
+
+    /// An event-sourced stream: the init says whether it is a cart or a ledger.
+    async fn event_sourced(&self, mut reader: MessageReader, responder: &mut Responder) -> Result<(), Status> {
+        let Some(first) = reader.message().await.map_err(|e| e.into_client_status())? else { return Ok(()) };
+        match EventSourcedStreamIn::decode(first.clone()).map_err(bad)?.message {
+            Some(event_sourced_stream_in::Message::Init(init)) if ledger::serves(&init.service_name) => {
+                ledger::event_sourced(reader, responder).await
+            }
+            _ => cart::event_sourced(first, reader, responder, self.args.snapshot_every).await,
+        }
     }
 
     fn cart_entity(&self, entity_type: &str, service: &str, persistence_id: &str) -> Entity {
@@ -184,6 +208,9 @@ impl EchoFn {
 
     async fn unary(&self, reader: MessageReader, responder: &mut Responder) -> Result<(), Status> {
         let command = ActionCommand::decode(reader.single().await?).map_err(bad)?;
+        if ledger::serves(&command.service_name) {
+            return send(responder, &self.consumers.consume(&command)?).await;
+        }
         let request = echo_request(&command)?;
         self.pause(&request, responder).await?;
         let response = self.answer(&command.name, request, command.metadata.as_ref());

@@ -1,0 +1,256 @@
+//! Event-log eventing end to end: the example function with `--eventing`
+//! (proto/example/eventing/ledger.proto) behind the real proxy. Ledgers
+//! persist entries; the consumers log every delivery to stderr, which is
+//! what these tests read.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use massa::grpc::encode_prost;
+use massa::proto::example::eventing::Append;
+use support::*;
+
+const AUDIT_A: &str = "example.eventing.Auditor/AuditA";
+const AUDIT_B: &str = "example.eventing.Auditor/AuditB";
+const MIRROR: &str = "example.eventing.Mirror/MirrorA";
+const ENTRY: &str = "type.googleapis.com/example.eventing.Entry";
+
+/// One delivery as the consumer logged it.
+#[derive(Debug, Clone, PartialEq)]
+struct Delivery {
+    consumer: String,
+    offset: u64,
+    source: String,
+    subject: String,
+    type_url: String,
+    text: String,
+}
+
+/// Every delivery the function logged, in arrival order.
+fn deliveries(log: &str) -> Vec<Delivery> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix("consumed "))
+        .map(|rest| {
+            let (consumer, fields) = rest.split_once(' ').unwrap();
+            let field = |key: &str| {
+                let start = fields.find(&format!("{key}=")).unwrap_or_else(|| panic!("{key} in {rest}")) + key.len() + 1;
+                let value = &fields[start..];
+                // `text` is last and may hold spaces.
+                if key == "text" { value } else { value.split(' ').next().unwrap() }.to_owned()
+            };
+            Delivery {
+                consumer: consumer.to_owned(),
+                offset: field("ce-id").parse().unwrap(),
+                source: field("ce-source"),
+                subject: field("ce-subject"),
+                type_url: field("ce-type"),
+                text: field("text"),
+            }
+        })
+        .collect()
+}
+
+fn texts(log: &str, consumer: &str) -> Vec<String> {
+    deliveries(log).into_iter().filter(|d| d.consumer == consumer).map(|d| d.text).collect()
+}
+
+/// Waits until `ready` holds over the function logs `logs()` returns.
+fn must_see(what: &str, logs: impl Fn() -> String, ready: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    while !ready(&logs()) {
+        assert!(start.elapsed() < PATIENCE, "never saw {what}; deliveries: {:#?}", deliveries(&logs()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn try_append(massa: &Massa, ledger: &str, id: &str, text: &str) -> Result<(), massa::grpc::Status> {
+    run(async {
+        let c = Client::new(massa.port);
+        let request = Append { ledger_id: id.into(), text: text.into() };
+        c.call(&format!("/example.eventing.Ledger{ledger}/Append"), None, vec![encode_prost(&request)]).await.2
+    })
+}
+
+fn append(massa: &Massa, ledger: &str, id: &str, text: &str) {
+    try_append(massa, ledger, id, text).unwrap_or_else(|s| panic!("append {text}: {s:?}; log:\n{}", massa.proc.log()));
+}
+
+fn metric(massa: &Massa, name: &str, group: &str, log: &str) -> u64 {
+    let (_, body) = http_get(massa.admin, "/metrics").expect("metrics answer");
+    let prefix = format!("{name}{{group=\"{group}\",event_log=\"{log}\"}} ");
+    let line = body.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{body}"));
+    line.parse().unwrap()
+}
+
+/// Waits until the metric reads `expected` (the function logs a delivery
+/// before the proxy has counted it).
+fn must_metric(massa: &Massa, name: &str, group: &str, log: &str, expected: u64) {
+    let start = Instant::now();
+    while metric(massa, name, group, log) != expected {
+        assert!(start.elapsed() < PATIENCE, "{name} of {group}/{log} never reached {expected}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn eventing_fn(port: u16, extra: &[&str]) -> Proc {
+    start_example_fn(port, &[&["--eventing"], extra].concat())
+}
+
+#[test]
+fn two_event_logs_and_two_consumer_groups_each_see_every_event_in_order() {
+    let fn_port = free_port();
+    let f = eventing_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    append(&m, "A", "l1", "a1");
+    append(&m, "B", "l2", "b1");
+    append(&m, "A", "l3", "a2");
+    let logs = || f.log();
+    must_see("both groups at a2 and ledger-b at b1", logs, |log| {
+        texts(log, AUDIT_A).len() == 2 && texts(log, MIRROR).len() == 2 && texts(log, AUDIT_B).len() == 1
+    });
+    let log = f.log();
+    assert_eq!(texts(&log, AUDIT_A), ["a1", "a2"]);
+    assert_eq!(texts(&log, MIRROR), ["a1", "a2"], "a second group reads the same log on its own");
+    assert_eq!(texts(&log, AUDIT_B), ["b1"], "ledger-b's events go to the Any method");
+    let all = deliveries(&log);
+    let a: Vec<_> = all.iter().filter(|d| d.consumer == AUDIT_A).collect();
+    assert!(a[0].offset < a[1].offset, "offsets increase: {a:?}");
+    assert_eq!((a[0].source.as_str(), a[0].subject.as_str(), a[0].type_url.as_str()), ("ledger-a", "l1", ENTRY));
+    let b = all.iter().find(|d| d.consumer == AUDIT_B).unwrap();
+    assert_eq!((b.source.as_str(), b.subject.as_str(), b.type_url.as_str()), ("ledger-b", "l2", ENTRY));
+    must_metric(&m, "massa_eventing_delivered_total", "mirror", "ledger-a", 2);
+    must_metric(&m, "massa_eventing_delivered_total", "example.eventing.Auditor", "ledger-b", 1);
+    must_metric(&m, "massa_eventing_lag_events", "mirror", "ledger-a", 0);
+}
+
+#[test]
+fn a_failed_event_is_redelivered_and_a_stuck_consumer_blocks_no_other() {
+    let fn_port = free_port();
+    let f = eventing_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    append(&m, "A", "l1", "fail-once:x");
+    append(&m, "A", "l1", "after");
+    let logs = || f.log();
+    must_see("both groups past the failed event", logs, |log| {
+        texts(log, AUDIT_A).last().map(String::as_str) == Some("after") && texts(log, MIRROR).last().map(String::as_str) == Some("after")
+    });
+    let log = f.log();
+    assert_eq!(texts(&log, AUDIT_A), ["fail-once:x", "fail-once:x", "after"], "redelivered, not skipped");
+    assert_eq!(texts(&log, MIRROR), ["fail-once:x", "fail-once:x", "after"]);
+    must_metric(&m, "massa_eventing_redeliveries_total", "mirror", "ledger-a", 1);
+
+    // The Auditor refuses this event for good; Mirror and the Auditor's
+    // ledger-b consumer go on.
+    append(&m, "A", "l1", "fail-audit!");
+    append(&m, "A", "l1", "later");
+    append(&m, "B", "l2", "b1");
+    must_see("the Auditor retrying while the others go on", logs, |log| {
+        texts(log, AUDIT_A).iter().filter(|t| *t == "fail-audit!").count() >= 3
+            && texts(log, MIRROR).last().map(String::as_str) == Some("later")
+            && texts(log, AUDIT_B) == ["b1"]
+    });
+    let audit = texts(&f.log(), AUDIT_A);
+    assert!(!audit.contains(&"later".to_owned()), "the Auditor never skips the event it refuses: {audit:?}");
+    assert!(metric(&m, "massa_eventing_lag_events", "example.eventing.Auditor", "ledger-a") >= 1);
+}
+
+#[test]
+fn a_restarted_proxy_resumes_after_the_stored_offset() {
+    let fn_port = free_port();
+    let f = eventing_fn(fn_port, &[]);
+    let data = TempDir::new("eventing");
+    let flags = ["--data-dir", data.path()];
+    let mut first = start_massa(fn_port, &flags);
+    append(&first, "A", "l1", "a1");
+    append(&first, "A", "l2", "a2");
+    let logs = || f.log();
+    must_see("a2 in both groups", logs, |log| texts(log, AUDIT_A).len() == 2 && texts(log, MIRROR).len() == 2);
+    first.proc.signal(libc::SIGTERM);
+    assert_eq!(first.proc.must_exit(), 0, "{}", first.proc.log());
+
+    let second = start_massa(fn_port, &flags);
+    append(&second, "A", "l1", "a3");
+    must_see("a3 in both groups", logs, |log| texts(log, AUDIT_A).len() >= 3 && texts(log, MIRROR).len() >= 3);
+    let log = f.log();
+    // A clean stop stored the last offsets, so nothing is delivered twice.
+    assert_eq!(texts(&log, AUDIT_A), ["a1", "a2", "a3"]);
+    assert_eq!(texts(&log, MIRROR), ["a1", "a2", "a3"]);
+}
+
+#[test]
+fn consumers_resume_after_the_user_function_crashes() {
+    let fn_port = free_port();
+    let mut crashing = eventing_fn(fn_port, &["--crash-on-event"]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    append(&m, "A", "l1", "a1");
+    append(&m, "A", "l1", "crash!");
+    assert_eq!(crashing.must_exit(), 3, "the function crashed on the consumed event");
+    let before = crashing.log();
+    let restarted = eventing_fn(fn_port, &[]);
+    // The first calls after the crash may still meet the dead connection
+    // and fail UNAVAILABLE, which a client retries.
+    let retried = (0..10).find(|_| {
+        let ok = try_append(&m, "A", "l1", "a3").is_ok();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(retried.is_some(), "append after the restart never succeeded; log:\n{}", m.proc.log());
+    let logs = || format!("{before}{}", restarted.log());
+    must_see("a3 in both groups", logs, |log| {
+        texts(log, AUDIT_A).last().map(String::as_str) == Some("a3") && texts(log, MIRROR).last().map(String::as_str) == Some("a3")
+    });
+    let log = logs();
+    for consumer in [AUDIT_A, MIRROR] {
+        let mut seen = texts(&log, consumer);
+        seen.dedup();
+        assert_eq!(seen, ["a1", "crash!", "a3"], "{consumer}: in order, nothing lost");
+    }
+    let crash_deliveries = deliveries(&log).iter().filter(|d| d.text == "crash!").count();
+    assert!(crash_deliveries >= 2, "the event that crashed the function was redelivered: {:#?}", deliveries(&log));
+}
+
+/// An event whose type a server-streaming method takes is delivered with
+/// `handleStreamedOut`, and every streamed response is processed.
+#[test]
+fn a_server_streaming_consumer_gets_its_events_on_handle_streamed_out() {
+    use massa::proto::cloudstate::action::ActionCommand;
+    use massa::proto::cloudstate::tck::model::eventlogeventing::{
+        emit_event_request, process_step::Step, EmitEventRequest, EventTwo, Forward, ProcessStep, Reply,
+    };
+    use prost::Message;
+    use support::interceptor::{Event, Interceptor};
+
+    let fn_port = free_port();
+    let _f = start_tck_model_with(fn_port, &["--only", "eventing"]);
+    let interceptor = Interceptor::start(fn_port);
+    let m = start_massa(interceptor.port, &["--store", "memory"]);
+    let steps = vec![
+        ProcessStep { step: Some(Step::Reply(Reply { message: "r".into() })) },
+        ProcessStep { step: Some(Step::Forward(Forward { message: "f".into() })) },
+    ];
+    let event = EventTwo { step: steps };
+    let request = EmitEventRequest { id: "two:1".into(), event: Some(emit_event_request::Event::EventTwo(event.clone())) };
+    run(async {
+        let c = Client::new(m.port);
+        let path = "/cloudstate.tck.model.eventlogeventing.EventSourcedEntityOne/EmitEvent";
+        c.call(path, None, vec![encode_prost(&request)]).await.2.unwrap();
+    });
+    let (streamed, effect) = interceptor
+        .recorder
+        .wait(PATIENCE, |calls| {
+            let streamed = calls.iter().find(|c| c.path.ends_with("/handleStreamedOut") && c.output.last() == Some(&Event::Complete))?;
+            let effect = calls.iter().find(|c| c.path.ends_with("/handleUnary") && c.output.last() == Some(&Event::Complete))?;
+            Some((streamed.clone(), effect.clone()))
+        })
+        .expect("a streamed-out delivery and the forward of its second response");
+    let Event::Message(first) = &streamed.input[0] else { panic!("{streamed:?}") };
+    let command = ActionCommand::decode(first.clone()).unwrap();
+    assert_eq!(command.name, "ProcessEventTwo");
+    assert_eq!(EventTwo::decode(command.payload.unwrap().value).unwrap(), event);
+    assert_eq!(streamed.output.len(), 3, "two responses, then the end: {streamed:?}");
+    let Event::Message(forwarded) = &effect.input[0] else { panic!("{effect:?}") };
+    assert_eq!(ActionCommand::decode(forwarded.clone()).unwrap().name, "Effect", "the forward in the stream was followed");
+}
