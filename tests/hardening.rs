@@ -71,15 +71,20 @@ async fn raw_h2(port: u16, window: u32) -> SendRequest<Bytes> {
 /// Starts a gRPC call on a raw connection; the caller decides whether to
 /// ever read the answer.
 async fn start_call(h2: &SendRequest<Bytes>, path: &str, framed: Bytes) -> (ResponseFuture, h2::SendStream<Bytes>) {
+    let mut ready = h2.clone().ready().await.unwrap();
+    let (response, mut send) = ready.send_request(grpc_request(path), false).unwrap();
+    send.send_data(framed, true).unwrap();
+    (response, send)
+}
+
+/// The head of a gRPC call to `path`.
+fn grpc_request(path: &str) -> Request<()> {
     let mut req = Request::new(());
     *req.method_mut() = Method::POST;
     *req.uri_mut() = format!("http://127.0.0.1{path}").parse().unwrap();
     req.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
     req.headers_mut().insert("te", HeaderValue::from_static("trailers"));
-    let mut ready = h2.clone().ready().await.unwrap();
-    let (response, mut send) = ready.send_request(req, false).unwrap();
-    send.send_data(framed, true).unwrap();
-    (response, send)
+    req
 }
 
 /// A raw TCP connection that reports whether the proxy closed it.
@@ -280,11 +285,7 @@ fn silent_partial_and_idle_connections_and_half_sent_bodies_time_out() {
         assert!(!answers(&h2).await, "idle connection still accepts streams");
         // A unary request whose body stops half way fails in time.
         let h2 = raw_h2(m.port, 65535).await;
-        let mut req = Request::new(());
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = "http://127.0.0.1/example.echo.Echo/Say".parse().unwrap();
-        req.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
-        let (response, mut send) = h2.clone().ready().await.unwrap().send_request(req, false).unwrap();
+        let (response, mut send) = h2.clone().ready().await.unwrap().send_request(grpc_request("/example.echo.Echo/Say"), false).unwrap();
         send.send_data(Bytes::from_static(&[0, 0, 0, 0, 100, 1, 2]), false).unwrap();
         let response = monoio::time::timeout(Duration::from_secs(10), response).await.expect("no answer to a half body").unwrap();
         let status = Status::from_headers(response.headers()).expect("trailers-only status");
@@ -328,11 +329,7 @@ fn connections_over_the_limit_get_a_clear_refusal_in_their_protocol() {
 /// Whether a fresh stream on `h2` still gets an answer.
 async fn answers(h2: &SendRequest<Bytes>) -> bool {
     let Ok(mut ready) = h2.clone().ready().await else { return false };
-    let mut req = Request::new(());
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = "http://127.0.0.1/example.echo.Echo/Say".parse().unwrap();
-    req.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
-    let Ok((response, mut send)) = ready.send_request(req, false) else { return false };
+    let Ok((response, mut send)) = ready.send_request(grpc_request("/example.echo.Echo/Say"), false) else { return false };
     if send.send_data(encode_prost(&text_req("x")), true).is_err() {
         return false;
     }
@@ -544,11 +541,7 @@ fn request_bytes_a_connection_makes_the_proxy_hold_are_bounded() {
         let mut partial = Vec::new();
         let mut refused = 0;
         for _ in 0..8 {
-            let mut req = Request::new(());
-            *req.method_mut() = Method::POST;
-            *req.uri_mut() = "http://127.0.0.1/example.echo.Echo/Say".parse().unwrap();
-            req.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
-            let (response, mut send) = h2b.clone().ready().await.unwrap().send_request(req, false).unwrap();
+            let (response, mut send) = h2b.clone().ready().await.unwrap().send_request(grpc_request("/example.echo.Echo/Say"), false).unwrap();
             let mut head = vec![0u8];
             head.extend_from_slice(&(4u32 << 20).to_be_bytes());
             send.send_data(Bytes::from(head), false).unwrap();
