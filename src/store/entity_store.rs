@@ -129,6 +129,11 @@ impl EntityStore {
         Ok(self.kv.get(&keys::value(pid, eid))?.map(Bytes::from))
     }
 
+    /// A CRDT entity's stored state (empty: deleted).
+    pub fn read_crdt(&self, pid: &str, eid: &str) -> io::Result<Option<Bytes>> {
+        Ok(self.kv.get(&keys::crdt(pid, eid))?.map(Bytes::from))
+    }
+
     /// Applies a batch atomically for storage writer `writer`; its events
     /// get consecutive global offsets.
     pub fn write(&self, writer: u16, batch: &[Write], sync: bool) -> io::Result<()> {
@@ -161,6 +166,9 @@ impl EntityStore {
                     ops.push(Op::Put(keys::value(pid, eid), value.to_vec()));
                 }
                 Write::DeleteValue { persistence_id: pid, entity_id: eid } => ops.push(Op::Delete(keys::value(pid, eid))),
+                Write::CrdtState { persistence_id: pid, entity_id: eid, bytes } => {
+                    ops.push(Op::Put(keys::crdt(pid, eid), bytes.to_vec()));
+                }
             }
         }
         if count > 0 {

@@ -31,6 +31,7 @@ const STACK: usize = 256 * 1024;
 enum Job {
     ReadJournal { pid: String, eid: String, done: oneshot::Sender<io::Result<Journal>> },
     ReadValue { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
+    ReadCrdt { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
     Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
     /// Finish: sent at shutdown after everything queued before it.
     Stop,
@@ -81,6 +82,7 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
                 match job {
                     Job::ReadJournal { pid, eid, done } => drop(done.send(store.read_journal(&pid, &eid))),
                     Job::ReadValue { pid, eid, done } => drop(done.send(store.read_value(&pid, &eid))),
+                    Job::ReadCrdt { pid, eid, done } => drop(done.send(store.read_crdt(&pid, &eid))),
                     Job::Write { batch, done } => drop(done.send(store.write(writer, &batch, sync))),
                     Job::Stop => break,
                 }
@@ -125,6 +127,13 @@ impl StoreHandle {
         let (done, rx) = oneshot::channel();
         self.read(Job::ReadValue { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
         rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the value", &e))
+    }
+
+    /// A CRDT entity's stored state (empty: deleted).
+    pub async fn read_crdt(&self, pid: &str, eid: &str) -> Result<Option<Bytes>, Status> {
+        let (done, rx) = oneshot::channel();
+        self.read(Job::ReadCrdt { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the CRDT", &e))
     }
 
     /// Resolves once `writes` are durable (at the configured level) as part

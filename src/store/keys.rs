@@ -10,6 +10,7 @@
 //! | `E` | `E pid eid seq(8)` | event `Any` |
 //! | `S` | `S pid eid` | `seq(8)` + snapshot `Any` |
 //! | `V` | `V pid eid` | value `Any` |
+//! | `C` | `C pid eid` | CRDT state ([`crate::crdt::Crdt::encode`]); empty: deleted (tombstone) |
 //! | `T` | `T pid offset(8)` | `eid seq(8)`: the event's place in the tag log |
 //! | `O` | `O writer(2)` | highest offset a storage writer has committed (8) |
 //!
@@ -69,6 +70,10 @@ pub fn snapshot(pid: &str, eid: &str) -> Vec<u8> {
 
 pub fn value(pid: &str, eid: &str) -> Vec<u8> {
     entity(b'V', pid, eid, 0).0
+}
+
+pub fn crdt(pid: &str, eid: &str) -> Vec<u8> {
+    entity(b'C', pid, eid, 0).0
 }
 
 pub fn tag(pid: &str, offset: u64) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! Entity state storage: the event journal, snapshots and values.
+//! Entity state storage: the event journal, snapshots, values and CRDTs.
 //!
 //! A [`Store`] is blocking and runs only on storage threads, never on an
 //! executor. Each core reaches its own storage thread through a
@@ -53,6 +53,9 @@ pub enum Write {
     Snapshot { persistence_id: String, entity_id: String, sequence: u64, snapshot: Bytes },
     PutValue { persistence_id: String, entity_id: String, value: Bytes },
     DeleteValue { persistence_id: String, entity_id: String },
+    /// A CRDT entity's whole state; empty `bytes` is the tombstone of a
+    /// deleted one.
+    CrdtState { persistence_id: String, entity_id: String, bytes: Bytes },
 }
 
 /// One operation of an atomic batch.
