@@ -226,11 +226,9 @@ impl Value {
                 }
             }
             (Value::OrMap { value, cleared, removed, added }, Upd::Ormap(m)) => match &m.action {
-                Some(or_map_update::Action::Add(key)) => {
-                    if !value.contains_key(key) {
-                        value.insert(key.clone(), Value::named_by(key)?);
-                        added.insert(key.clone());
-                    }
+                Some(or_map_update::Action::Add(key)) if !value.contains_key(key) => {
+                    value.insert(key.clone(), Value::named_by(key)?);
+                    added.insert(key.clone());
                 }
                 Some(or_map_update::Action::Update(e)) => {
                     let update = e.update.as_ref().and_then(|u| u.update.as_ref()).ok_or_else(|| invalid("ORMap entry update with no update"))?;
@@ -240,8 +238,8 @@ impl Value {
                     }
                     value.get_mut(&e.key).expect("inserted above").update(update)?;
                 }
-                Some(or_map_update::Action::Remove(key)) => {
-                    if value.remove(key).is_some() && !added.remove(key) {
+                Some(or_map_update::Action::Remove(key)) if value.remove(key).is_some() => {
+                    if !added.remove(key) {
                         removed.insert(key.clone());
                     }
                 }
