@@ -34,7 +34,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let (store_lanes, storage) = open_store(config, workers)?;
     let accept = Acceptance {
         strict_protocol: config.strict_protocol,
-        supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity],
+        supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity, EntityKind::Crdt],
     };
     info!(target = %shared.target(), "discovering user function");
     let discovery = async {

@@ -4,7 +4,7 @@
 //! ```text
 //! h2 stream ─► content-type check ─► path ─┬─ reflection (v1alpha, v1)
 //!                                          ├─ grpc.health.v1.Health
-//!                                          ├─ discovered method ─► entity::action
+//!                                          ├─ discovered method ─► entity::{action, stateful, crdt}
 //!                                          └─ unknown ─► UNIMPLEMENTED
 //! ```
 
@@ -16,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::admin::{health, reflection};
 use crate::discovery::EntityKind;
-use crate::entity::{action, stateful};
+use crate::entity::{action, crdt, stateful};
 use crate::grpc::{self, budget::Budget, Code, Responder, SendError, Status};
 use crate::server::Service;
 use crate::worker::Core;
@@ -122,10 +122,7 @@ async fn serve(
         // of a worker's CPU on unary passthrough).
         EntityKind::Action => action::serve(core, route, request, responder).await,
         EntityKind::EventSourced | EntityKind::ValueEntity => Box::pin(stateful::serve(core, route, request, responder)).await,
-        kind => End::Status(Status::new(
-            Code::Unimplemented,
-            format!("{} entities are not served by this version of Massa", kind.protocol()),
-        )),
+        EntityKind::Crdt => Box::pin(crdt::serve(core, route, request, responder)).await,
     }
 }
 

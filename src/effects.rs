@@ -141,15 +141,12 @@ pub fn dispatch(
                 let response = decode_response(body)?;
                 resolve(&core, response, &route.path, depth).await
             }
-            EntityKind::EventSourced | EntityKind::ValueEntity => {
+            // A streamed CRDT method called this way gives its first answer.
+            EntityKind::EventSourced | EntityKind::ValueEntity | EntityKind::Crdt => {
                 let payload = payload.map(|p| p.value).unwrap_or_default();
                 let answer = stateful::call(&core, &route, payload).await?;
                 finish(&core, answer.side_effects, answer.outcome, &route.path, depth).await
             }
-            EntityKind::Crdt => Err(Status::new(
-                Code::Unimplemented,
-                format!("forwarding to {} entities is not served by this version of Massa", target.kind.protocol()),
-            )),
         }
     })
 }

@@ -16,7 +16,7 @@
 //!        ─► dispatch (route by path, deadline, metrics)
 //!        ─► entity::action (wrap bytes as Any, call ActionProtocol on
 //!           core N's user-function pool)
-//!           or entity::stateful (read the entity id from the bytes; run the
+//!           or entity::stateful / entity::crdt (read the entity id from the bytes; run the
 //!           command on the owning core, crossing over once by mailbox;
 //!           persist through that core's storage thread before answering)
 //!        ─► effects (side effects, then reply / failure / forward)
@@ -33,8 +33,8 @@
 //! - [`dispatch`]: the public port's per-call lifecycle.
 //! - [`discovery`]: `discover`, spec validation, the routing table.
 //! - [`userfn`]: h2 client pool to the user function.
-//! - [`entity`]: serving methods by entity kind: actions, event-sourced and
-//!   value entities, entity keys, the per-core hot cache.
+//! - [`entity`]: serving methods by entity kind: actions, event-sourced,
+//!   value and CRDT entities, entity keys, the per-core hot cache.
 //! - [`crdt`]: the CRDT types the proxy owns for CRDT entities: deltas,
 //!   initial deltas, storage encoding, merge.
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.

@@ -5,14 +5,12 @@
 //! (FNV-1a), so a key always lands on the same core for a given worker
 //! count. A command that arrives on another core crosses over once, as an
 //! [`Envelope`] of owned bytes on a bounded channel, and its answer comes
-//! back on a oneshot. That is the only cross-core traffic on the command
-//! path; no state is shared.
+//! back on a oneshot (a streamed call's, on a bounded channel). That is
+//! the only cross-core traffic on the command path; no state is shared.
 
 use bytes::Bytes;
-use futures_channel::oneshot;
 
-use crate::entity::stateful::Answer;
-use crate::grpc::Status;
+use crate::entity::stateful::Reply;
 
 /// Commands waiting in one core's mailbox before senders wait.
 pub const MAILBOX_CAPACITY: usize = 4096;
@@ -35,7 +33,8 @@ pub struct Envelope {
     pub entity_id: String,
     /// The client's request message, untouched.
     pub payload: Bytes,
-    pub reply: oneshot::Sender<Result<Answer, Status>>,
+    /// Where the answers go (one, or a stream of them).
+    pub reply: Reply,
 }
 
 /// Bounded mailboxes, one per core.

@@ -37,8 +37,8 @@ fn proxy_info(interceptor: &Interceptor) -> (ProxyInfo, EntitySpec) {
         .expect("the proxy called discover")
 }
 
-/// ProxyTCK 1, the part Massa meets today: protocol 0.2, discovery exactly
-/// once, and the entity types it serves.
+/// ProxyTCK 1's protocol half: protocol 0.2 and discovery exactly once
+/// (the entity types: [`verify_proxy_info_and_entity_discovery`]).
 #[test]
 fn proxy_info_protocol_and_single_discovery() {
     let fn_port = free_port();
@@ -47,12 +47,6 @@ fn proxy_info_protocol_and_single_discovery() {
     let (info, spec) = proxy_info(&interceptor);
     assert_eq!((info.protocol_major_version, info.protocol_minor_version), (0, 2));
     assert_eq!(info.proxy_name, "massa");
-    let mut types = info.supported_entity_types.clone();
-    types.sort();
-    assert_eq!(
-        types,
-        ["cloudstate.action.ActionProtocol", "cloudstate.eventsourced.EventSourced", "cloudstate.valueentity.ValueEntity"]
-    );
     assert!(!spec.entities.is_empty());
     std::thread::sleep(Duration::from_millis(200));
     let discovers = interceptor.recorder.snapshot().iter().filter(|c| c.path.ends_with("/discover")).count();
@@ -62,7 +56,6 @@ fn proxy_info_protocol_and_single_discovery() {
 /// ProxyTCK 1 as the TCK states it: the supported set must also contain
 /// `cloudstate.crdt.Crdt`.
 #[test]
-#[ignore = "needs CRDT entities (cloudstate.crdt.Crdt in ProxyInfo.supported_entity_types)"]
 fn verify_proxy_info_and_entity_discovery() {
     let fn_port = free_port();
     let _f = start_example_fn(fn_port, &[]);
@@ -887,10 +880,8 @@ mod entity_tck {
 }
 
 // ---------------------------------------------------------------------------
-// CrdtEntityTCK (6): Massa has no CRDT entities yet; these run with
-// `--run-ignored` and stop at the missing capability. They are ported in
-// full from proto/tck/README.md §3 but cannot have run against a proxy yet,
-// so expect to adjust details when CRDTs land. EventingTCK (3) follows.
+// CrdtEntityTCK (6) and EventingTCK (3), ported in full from
+// proto/tck/README.md §3.
 
 mod crdt_tck {
     use super::*;
@@ -916,8 +907,7 @@ mod crdt_tck {
         massa: Massa,
     }
 
-    /// The CRDT model behind the interceptor. Today Massa refuses CRDT
-    /// entities at discovery, so this is where these checks stop.
+    /// The CRDT model behind the interceptor.
     fn setup() -> Crdt {
         let fn_port = free_port();
         let function = start_tck_model_with(fn_port, &["--only", "crdt"]);
@@ -1026,7 +1016,6 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs CRDT entities"]
     fn verify_state_changes() {
         let t = setup();
         let id = fresh("PNCounter");
@@ -1052,7 +1041,6 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs CRDT entities"]
     fn verify_forwards_and_side_effects() {
         use massa::proto::cloudstate::tck::model::crdt::{Effect, Forward as Fwd, GSetUpdate, GSetValue};
         use massa::proto::cloudstate::{Forward, SideEffect};
@@ -1098,7 +1086,6 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs CRDT entities"]
     fn verify_failures() {
         let t = setup();
         let id = fresh("GCounter");
@@ -1126,7 +1113,6 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs CRDT entities"]
     fn verify_streamed_responses_for_connection_tracking() {
         use massa::proto::cloudstate::crdt::{CrdtStreamCancelledResponse, CrdtStreamedMessage, VoteDelta};
         use massa::proto::cloudstate::tck::model::crdt::{StreamedRequest, VoteUpdate, VoteValue};
@@ -1212,7 +1198,7 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs CRDT entities and HTTP/JSON transcoding"]
+    #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
     fn verify_crdt_http_api() {
         let t = setup();
         let id = fresh("PNCounter");
@@ -1221,7 +1207,6 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs CRDT entities"]
     fn verify_passivation_timeout() {
         let t = setup();
         let id = fresh("Configured");

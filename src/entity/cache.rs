@@ -15,6 +15,8 @@ use crate::store::Journal;
 pub enum Cached {
     Journal(Journal),
     Value(Option<Bytes>),
+    /// A CRDT entity's stored bytes (empty: deleted).
+    Crdt(Option<Bytes>),
 }
 
 impl Cached {
@@ -27,7 +29,7 @@ impl Cached {
                 Cached::Journal(j) => {
                     j.snapshot.as_ref().map_or(0, |s| s.1.len() + 8) + j.events.iter().map(|e| e.1.len() + 16).sum::<usize>()
                 }
-                Cached::Value(v) => v.as_ref().map_or(0, Bytes::len),
+                Cached::Value(v) | Cached::Crdt(v) => v.as_ref().map_or(0, Bytes::len),
             }
     }
 }

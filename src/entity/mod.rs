@@ -1,9 +1,10 @@
 //! Serving discovered methods by entity kind. Actions are stateless and run
-//! on the core that received the call; event-sourced and value entities
-//! run on the core that owns their key ([`crate::shard`]).
+//! on the core that received the call; event-sourced, value and CRDT
+//! entities run on the core that owns their key ([`crate::shard`]).
 
 pub mod action;
 pub mod cache;
+pub mod crdt;
 pub mod eventsourced;
 pub mod key;
 pub mod metadata;

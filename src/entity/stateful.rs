@@ -6,7 +6,9 @@
 //! reply, persist what it decided (through the core's group-committing
 //! [`StoreHandle`](crate::store::StoreHandle)), and only then release the
 //! answer. The kind-specific halves live in [`super::eventsourced`] and
-//! [`super::value`].
+//! [`super::value`]. CRDT entities ([`super::crdt`]) share the registry, the
+//! cap, the routing and the sweeper, but run their own session loop: their
+//! commands overlap and may stream.
 
 use std::{
     cell::{Cell, RefCell},
@@ -21,7 +23,7 @@ use h2::{client::ResponseFuture, SendStream};
 use tracing::{debug, warn};
 
 use super::cache::Cached;
-use super::{eventsourced, key, value};
+use super::{crdt, eventsourced, key, value};
 use crate::discovery::{report_error, EntityKind, EntityService, MethodRoute};
 use crate::dispatch::End as DispatchEnd;
 use crate::effects::{self, Outcome};
@@ -105,16 +107,76 @@ impl Session {
     }
 }
 
-enum Msg {
+pub(super) enum Msg {
     Command(Cmd),
     /// Passivate now if idle (the per-core cap needs room).
     Passivate,
 }
 
-struct Cmd {
-    route: usize,
-    payload: Bytes,
-    reply: oneshot::Sender<Result<Answer, Status>>,
+pub(super) struct Cmd {
+    pub route: usize,
+    pub payload: Bytes,
+    pub reply: Reply,
+}
+
+/// Where a command's answers go.
+pub enum Reply {
+    /// A unary call's one answer.
+    Once(oneshot::Sender<Result<Answer, Status>>),
+    /// A server-streaming call (CRDT entities): answers until the sink drops.
+    Stream(StreamSink),
+}
+
+/// Answers a streamed call may have waiting before its client counts as
+/// too slow and the call is cancelled.
+const STREAM_BACKLOG: usize = 64;
+
+/// The entity's end of a streamed call.
+pub struct StreamSink {
+    answers: flume::Sender<Result<Answer, Status>>,
+    /// Cancelled when the caller drops [`StreamAnswers`].
+    gone: oneshot::Sender<()>,
+}
+
+/// The caller's end of a streamed call; dropping it cancels the call.
+pub struct StreamAnswers {
+    answers: flume::Receiver<Result<Answer, Status>>,
+    _alive: oneshot::Receiver<()>,
+}
+
+impl Reply {
+    /// The last answer: a unary call's only one, or a stream's final one.
+    pub fn finish(self, answer: Result<Answer, Status>) {
+        match self {
+            Reply::Once(tx) => drop(tx.send(answer)),
+            Reply::Stream(sink) => drop(sink.push(answer)),
+        }
+    }
+}
+
+impl StreamSink {
+    /// Queues one answer; `false` when the caller is gone or too slow.
+    pub fn push(&self, answer: Result<Answer, Status>) -> bool {
+        self.answers.try_send(answer).is_ok()
+    }
+
+    /// Whether the caller has gone (registers the waker otherwise).
+    pub fn poll_gone(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.gone.poll_canceled(cx).is_ready()
+    }
+}
+
+impl StreamAnswers {
+    /// The next answer; `None` once the entity ended the stream.
+    pub async fn next(&self) -> Option<Result<Answer, Status>> {
+        self.answers.recv_async().await.ok()
+    }
+}
+
+fn streamed() -> (StreamSink, StreamAnswers) {
+    let (answers, rx) = flume::bounded(STREAM_BACKLOG);
+    let (gone, alive) = oneshot::channel();
+    (StreamSink { answers, gone }, StreamAnswers { answers: rx, _alive: alive })
 }
 
 struct Handle {
@@ -130,22 +192,23 @@ struct Handle {
 /// entity per command, and a passivation request can no longer strand
 /// commands queued behind it.
 #[derive(Default)]
-struct Idle {
-    busy: Cell<bool>,
-    /// Idle since (when not busy), or running its command since (when busy).
-    since: Cell<Option<Instant>>,
+pub(super) struct Idle {
+    pub busy: Cell<bool>,
+    /// Idle since (when not busy), or running its command since (when busy);
+    /// `None` for neither (a CRDT entity serving only streamed calls).
+    pub since: Cell<Option<Instant>>,
     /// Set by the sweeper when the command in flight is past its timeout.
-    overdue: Cell<bool>,
+    pub overdue: Cell<bool>,
     alarm: RefCell<Option<std::task::Waker>>,
     /// A Passivate is on its way (not sent twice).
-    asked: Cell<bool>,
+    pub asked: Cell<bool>,
     /// Its place in the core's idle order while idle.
     idle_tick: Cell<Option<u64>>,
     /// Request bytes waiting in its queue.
-    queued_bytes: Cell<usize>,
+    pub queued_bytes: Cell<usize>,
 }
 
-type EntityKey = (usize, String);
+pub(super) type EntityKey = (usize, String);
 
 /// A core's active entities, by (service index, entity id), and the hard
 /// cap on them.
@@ -228,13 +291,13 @@ impl Entities {
         }
     }
 
-    fn became_idle(&self, key: &EntityKey, idle: &Idle) {
+    pub(super) fn became_idle(&self, key: &EntityKey, idle: &Idle) {
         let tick = self.tick();
         idle.idle_tick.set(Some(tick));
         self.idle.borrow_mut().insert(tick, key.clone());
     }
 
-    fn became_busy(&self, idle: &Idle) {
+    pub(super) fn became_busy(&self, idle: &Idle) {
         if let Some(tick) = idle.idle_tick.take() {
             self.idle.borrow_mut().remove(&tick);
         }
@@ -255,6 +318,11 @@ impl Entities {
 }
 
 impl Idle {
+    /// `cmd` left the queue.
+    pub(super) fn dequeued(&self, cmd: &Cmd) {
+        self.queued_bytes.set(self.queued_bytes.get().saturating_sub(cmd.payload.len()));
+    }
+
     fn ring(&self) {
         self.overdue.set(true);
         if let Some(waker) = self.alarm.borrow_mut().take() {
@@ -263,7 +331,7 @@ impl Idle {
     }
 
     /// Resolves once the sweeper found the command in flight overdue.
-    async fn overdue(&self) {
+    pub(super) async fn overdue(&self) {
         std::future::poll_fn(|cx| {
             if self.overdue.get() {
                 return std::task::Poll::Ready(());
@@ -293,7 +361,7 @@ pub async fn sweep_idle(core: Rc<Core>) {
         .router
         .services()
         .iter()
-        .filter(|s| matches!(s.kind, EntityKind::EventSourced | EntityKind::ValueEntity))
+        .filter(|s| s.kind != EntityKind::Action)
         .map(|s| s.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout))
         .min();
     let Some(shortest) = shortest else { return };
@@ -323,34 +391,44 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<
 /// Serves one command for an entity method: reads the entity id from the
 /// request bytes, and runs it on the owning core.
 pub async fn call(core: &Rc<Core>, route: &MethodRoute, payload: Bytes) -> Result<Answer, Status> {
-    let entity_id = key::extract(&payload, &route.key_fields)
-        .map_err(|e| Status::new(Code::InvalidArgument, format!("{}: {e}", route.path)))?;
+    let (reply, answer) = oneshot::channel();
+    route_command(core, route, payload, Reply::Once(reply)).await;
+    answer.await.map_err(|_| terminated())?
+}
+
+/// Starts a streamed command (CRDT entities' server-streaming methods).
+pub async fn call_streamed(core: &Rc<Core>, route: &MethodRoute, payload: Bytes) -> StreamAnswers {
+    let (sink, answers) = streamed();
+    route_command(core, route, payload, Reply::Stream(sink)).await;
+    answers
+}
+
+/// Hands a command to its entity on the owning core; failures go to `reply`.
+async fn route_command(core: &Rc<Core>, route: &MethodRoute, payload: Bytes, reply: Reply) {
+    let entity_id = match key::extract(&payload, &route.key_fields) {
+        Ok(id) => id,
+        Err(e) => return reply.finish(Err(Status::new(Code::InvalidArgument, format!("{}: {e}", route.path)))),
+    };
     let svc = core.router.service(route);
     let owner = shard::owner(&svc.persistence_id, &entity_id, core.mailboxes.len());
     if owner == core.id {
-        return submit(core, route.id, entity_id, payload).await;
+        return submit(core, route.id, entity_id, payload, reply).await;
     }
-    let (reply, answer) = oneshot::channel();
-    core.mailboxes[owner]
-        .send_async(Envelope { route: route.id, entity_id, payload, reply })
-        .await
-        .map_err(|_| Status::new(Code::Unavailable, "the owning core has stopped"))?;
-    answer.await.map_err(|_| terminated())?
+    if let Err(e) = core.mailboxes[owner].send_async(Envelope { route: route.id, entity_id, payload, reply }).await {
+        e.into_inner().reply.finish(Err(Status::new(Code::Unavailable, "the owning core has stopped")));
+    }
 }
 
 /// Runs the commands other cores route to this one.
 pub async fn serve_mailbox(core: Rc<Core>, inbox: flume::Receiver<Envelope>) {
     while let Ok(env) = inbox.recv_async().await {
         let core = core.clone();
-        monoio::spawn(async move {
-            let answer = submit(&core, env.route, env.entity_id, env.payload).await;
-            let _ = env.reply.send(answer);
-        });
+        monoio::spawn(async move { submit(&core, env.route, env.entity_id, env.payload, env.reply).await });
     }
 }
 
 /// Queues a command on this core's entity, activating it if needed.
-async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes) -> Result<Answer, Status> {
+async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes, reply: Reply) {
     let service = core.router.routes()[route].service;
     let key = (service, entity_id);
     let existing = core.entities.active.borrow().get(&key).map(|h| (h.tx.clone(), h.idle.clone()));
@@ -358,7 +436,9 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
         Some(found) => found,
         None => {
             // Boxed: the rare path stays out of every command's future.
-            Box::pin(core.entities.take_slot(core.shared.config.max_active_entities_per_core)).await?;
+            if let Err(status) = Box::pin(core.entities.take_slot(core.shared.config.max_active_entities_per_core)).await {
+                return reply.finish(Err(status));
+            }
             // Another command may have activated it while this one waited.
             let raced = core.entities.active.borrow().get(&key).map(|h| (h.tx.clone(), h.idle.clone()));
             match raced {
@@ -372,19 +452,17 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
     };
     let (len, limit) = (payload.len(), core.shared.config.entity_queue_bytes);
     if idle.queued_bytes.get() + len > limit && idle.queued_bytes.get() > 0 {
-        return Err(Status::new(Code::ResourceExhausted, format!("too many request bytes queued for this entity (limit {limit})")));
+        let status = Status::new(Code::ResourceExhausted, format!("too many request bytes queued for this entity (limit {limit})"));
+        return reply.finish(Err(status));
     }
-    let (reply, answer) = oneshot::channel();
     match tx.try_send(Msg::Command(Cmd { route, payload, reply })) {
-        Ok(()) => {
-            idle.queued_bytes.set(idle.queued_bytes.get() + len);
-            answer.await.map_err(|_| terminated())?
-        }
-        Err(flume::TrySendError::Full(_)) => Err(Status::new(
+        Ok(()) => idle.queued_bytes.set(idle.queued_bytes.get() + len),
+        Err(flume::TrySendError::Full(Msg::Command(cmd))) => cmd.reply.finish(Err(Status::new(
             Code::ResourceExhausted,
             format!("too many commands queued for this entity (limit {})", core.shared.config.entity_queue),
-        )),
-        Err(flume::TrySendError::Disconnected(_)) => Err(terminated()),
+        ))),
+        Err(flume::TrySendError::Disconnected(Msg::Command(cmd))) => cmd.reply.finish(Err(terminated())),
+        Err(_) => unreachable!("a command was sent"),
     }
 }
 
@@ -406,16 +484,34 @@ fn at_cap(cap: usize) -> Status {
 }
 
 /// How one stream to the function ended.
-enum End {
+pub(super) enum End {
     /// Idle or evicted; the state goes to the hot cache.
-    Passivated(Box<Stream>, Option<Cached>),
+    Passivated(Closing, Option<Cached>),
     /// Re-activate now, from the state this session knew.
     Restart(Option<Cached>),
     Crashed(Status),
+    /// A CRDT entity's tombstone is durable: close its stream (if one is
+    /// open), and fail what is still queued.
+    Deleted(Option<Closing>),
 }
 
-/// The function-side stream of a live entity.
-struct Stream {
+/// A function-side stream to close once the entity has left the registry.
+pub(super) enum Closing {
+    Stream(Box<Stream>),
+    Crdt(Box<crdt::Link>),
+}
+
+impl Closing {
+    async fn close(self, max: usize) {
+        match self {
+            Closing::Stream(s) => s.close(max).await,
+            Closing::Crdt(l) => l.close().await,
+        }
+    }
+}
+
+/// The function-side stream of a live event-sourced or value entity.
+pub(super) struct Stream {
     send: SendStream<Bytes>,
     response: Option<ResponseFuture>,
     upstream: Option<CallResponse>,
@@ -454,7 +550,12 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
     let svc = core.router.services()[service].clone();
     let mut cached = core.cache.borrow_mut().take(&key);
     let end = loop {
-        match session(&core, &svc, &key, &rx, &idle, cached).await {
+        let end = match svc.kind {
+            // Boxed: the larger CRDT loop does not grow every entity's task.
+            EntityKind::Crdt => Box::pin(crdt::session(&core, &svc, &key, &rx, &idle, cached)).await,
+            _ => session(&core, &svc, &key, &rx, &idle, cached).await,
+        };
+        match end {
             End::Restart(state) => cached = state,
             end => break end,
         }
@@ -473,15 +574,28 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
         }
         End::Crashed(status) => {
             warn!(service = %svc.name, entity = %entity_id, %status, "entity stopped");
-            while let Ok(msg) = rx.try_recv() {
-                if let Msg::Command(cmd) = msg {
-                    let _ = cmd.reply.send(Err(Status::new(status.code, format!("Entity terminated: {}", status.message))));
-                }
+            fail_queued(&rx, &Status::new(status.code, format!("Entity terminated: {}", status.message)));
+        }
+        End::Deleted(stream) => {
+            debug!(service = %svc.name, entity = %entity_id, "deleted");
+            core.cache.borrow_mut().put(key.clone(), Cached::Crdt(Some(Bytes::new())));
+            fail_queued(&rx, &crdt::deleted());
+            if let Some(stream) = stream {
+                Box::pin(stream.close(core.max_message_size())).await;
             }
         }
         End::Restart(_) => unreachable!("restarts loop above"),
     }
     core.entities.release_slot();
+}
+
+/// Answers the commands still queued for an entity that has ended.
+fn fail_queued(rx: &flume::Receiver<Msg>, status: &Status) {
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Command(cmd) = msg {
+            cmd.reply.finish(Err(status.clone()));
+        }
+    }
 }
 
 /// One activation: open the stream, replay, then serve commands until
@@ -531,13 +645,13 @@ async fn session(
                 idle.asked.set(false);
                 continue;
             }
-            Ok(Msg::Passivate) | Err(_) => return End::Passivated(Box::new(stream), session.into_cached()),
+            Ok(Msg::Passivate) | Err(_) => return End::Passivated(Closing::Stream(Box::new(stream)), session.into_cached()),
         };
         idle.asked.set(false);
         idle.busy.set(true);
         idle.overdue.set(false);
         idle.since.set(Some(Instant::now()));
-        idle.queued_bytes.set(idle.queued_bytes.get().saturating_sub(cmd.payload.len()));
+        idle.dequeued(&cmd);
         let route = &core.router.routes()[cmd.route];
         let id = next_id;
         next_id += 1;
@@ -573,18 +687,18 @@ async fn session(
                     let (core, message) = (core.clone(), status.message.clone());
                     monoio::spawn(async move { report_error(&core.pool, &message).await });
                 }
-                let _ = cmd.reply.send(Err(status.clone()));
+                cmd.reply.finish(Err(status.clone()));
                 return End::Crashed(status);
             }
         };
         if !decision.writes.is_empty() {
             if let Err(status) = Box::pin(core.store.commit(decision.writes)).await {
-                let _ = cmd.reply.send(Err(status.clone()));
+                cmd.reply.finish(Err(status.clone()));
                 return End::Crashed(status);
             }
             session.committed();
         }
-        let _ = cmd.reply.send(Ok(decision.answer));
+        cmd.reply.finish(Ok(decision.answer));
         if decision.restart {
             Box::pin(stream.close(max)).await;
             return End::Restart(session.into_cached());
@@ -592,7 +706,7 @@ async fn session(
     }
 }
 
-fn terminated() -> Status {
+pub(super) fn terminated() -> Status {
     Status::new(Code::Unavailable, "Entity terminated")
 }
 

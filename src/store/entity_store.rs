@@ -137,6 +137,11 @@ impl EntityStore {
         Ok(self.kv.get(&keys::value(pid, eid))?.map(Bytes::from))
     }
 
+    /// A CRDT entity's stored state (empty: deleted).
+    pub fn read_crdt(&self, pid: &str, eid: &str) -> io::Result<Option<Bytes>> {
+        Ok(self.kv.get(&keys::crdt(pid, eid))?.map(Bytes::from))
+    }
+
     /// Applies a batch atomically for storage writer `writer`; its events
     /// get consecutive global offsets.
     pub fn write(&self, writer: u16, batch: &[Write], sync: bool) -> io::Result<()> {
@@ -183,6 +188,9 @@ impl EntityStore {
                 Write::DeleteValue { persistence_id: pid, entity_id: eid } => ops.push(Op::Delete(keys::value(pid, eid))),
                 Write::ConsumerOffset { persistence_id: pid, group, offset } => {
                     ops.push(Op::Put(keys::consumer_offset(pid, group), offset.to_be_bytes().to_vec()));
+                }
+                Write::CrdtState { persistence_id: pid, entity_id: eid, bytes } => {
+                    ops.push(Op::Put(keys::crdt(pid, eid), bytes.to_vec()));
                 }
             }
         }

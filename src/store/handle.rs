@@ -35,6 +35,7 @@ enum Job {
     CountTagged { pid: String, after: u64, cap: usize, done: oneshot::Sender<io::Result<usize>> },
     ReadConsumerOffset { pid: String, group: String, done: oneshot::Sender<io::Result<u64>> },
     WatchTags { done: oneshot::Sender<flume::Receiver<()>> },
+    ReadCrdt { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
     Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
     /// Finish: sent at shutdown after everything queued before it.
     Stop,
@@ -89,6 +90,7 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
                     Job::CountTagged { pid, after, cap, done } => drop(done.send(store.count_tagged(&pid, after, cap))),
                     Job::ReadConsumerOffset { pid, group, done } => drop(done.send(store.consumer_offset(&pid, &group))),
                     Job::WatchTags { done } => drop(done.send(store.watch_tags())),
+                    Job::ReadCrdt { pid, eid, done } => drop(done.send(store.read_crdt(&pid, &eid))),
                     Job::Write { batch, done } => drop(done.send(store.write(writer, &batch, sync))),
                     Job::Stop => break,
                 }
@@ -162,6 +164,13 @@ impl StoreHandle {
         let (done, rx) = oneshot::channel();
         self.read(Job::WatchTags { done })?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// A CRDT entity's stored state (empty: deleted).
+    pub async fn read_crdt(&self, pid: &str, eid: &str) -> Result<Option<Bytes>, Status> {
+        let (done, rx) = oneshot::channel();
+        self.read(Job::ReadCrdt { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
+        rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the CRDT", &e))
     }
 
     /// Resolves once `writes` are durable (at the configured level) as part

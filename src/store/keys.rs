@@ -10,6 +10,7 @@
 //! | `E` | `E pid eid seq(8)` | event `Any` |
 //! | `S` | `S pid eid` | `seq(8)` + snapshot `Any` |
 //! | `V` | `V pid eid` | value `Any` |
+//! | `R` | `R pid eid` | CRDT state ([`crate::crdt::Crdt::encode`]); empty: deleted (tombstone) |
 //! | `T` | `T pid offset(8)` | `eid seq(8)`: the event's place in the tag log |
 //! | `O` | `O writer(2)` | highest offset a storage writer has committed (8) |
 //! | `C` | `C pid group` | offset(8): the last tag-log offset a consumer group processed |
@@ -70,6 +71,10 @@ pub fn snapshot(pid: &str, eid: &str) -> Vec<u8> {
 
 pub fn value(pid: &str, eid: &str) -> Vec<u8> {
     entity(b'V', pid, eid, 0).0
+}
+
+pub fn crdt(pid: &str, eid: &str) -> Vec<u8> {
+    entity(b'R', pid, eid, 0).0
 }
 
 pub fn tag(pid: &str, offset: u64) -> Vec<u8> {

@@ -45,7 +45,7 @@ pub fn ensure_format(kv: &dyn Store) -> io::Result<()> {
         start = [last.as_slice(), &[0]].concat();
         let mut ops = Vec::with_capacity(page.len() * 2);
         for (k, v) in &page {
-            if let Some(b'E' | b'S' | b'V' | b'T' | b'O') = k.first() {
+            if let Some(b'E' | b'S' | b'V' | b'T' | b'O' | b'C' | b'R') = k.first() {
                 continue; // written by an interrupted migration
             }
             let (nk, nv) = convert(k, v).ok_or_else(|| {

@@ -1,4 +1,4 @@
-//! Entity state storage: the event journal, snapshots and values.
+//! Entity state storage: the event journal, snapshots, values and CRDTs.
 //!
 //! A [`Store`] is blocking and runs only on storage threads, never on an
 //! executor. Each core reaches its own storage thread through a
@@ -56,6 +56,9 @@ pub enum Write {
     /// A consumer group has processed the tag log of `persistence_id`
     /// through `offset`.
     ConsumerOffset { persistence_id: String, group: String, offset: u64 },
+    /// A CRDT entity's whole state; empty `bytes` is the tombstone of a
+    /// deleted one.
+    CrdtState { persistence_id: String, entity_id: String, bytes: Bytes },
 }
 
 /// One operation of an atomic batch.

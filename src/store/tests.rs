@@ -113,3 +113,22 @@ fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
         }
     }
 }
+
+#[test]
+fn crdt_states_overwrite_and_keep_their_tombstone() {
+    for (name, store, dir) in stores() {
+        let put = |eid: &str, bytes: &'static [u8]| Write::CrdtState { persistence_id: "c".into(), entity_id: eid.into(), bytes: Bytes::from_static(bytes) };
+        assert_eq!(store.read_crdt("c", "a").unwrap(), None, "{name}: new");
+        store.write(0, &[put("a", b"one"), put("ab", b"other")], true).unwrap();
+        store.write(0, &[put("a", b"two")], true).unwrap();
+        assert_eq!(store.read_crdt("c", "a").unwrap().as_deref(), Some(&b"two"[..]), "{name}");
+        store.write(0, &[put("a", b"")], true).unwrap();
+        assert_eq!(store.read_crdt("c", "a").unwrap().as_deref(), Some(&b""[..]), "{name}: the tombstone stays");
+        assert_eq!(store.read_crdt("c", "ab").unwrap().as_deref(), Some(&b"other"[..]), "{name}");
+        assert_eq!(store.read_value("c", "a").unwrap(), None, "{name}: not a value entity's key");
+        drop(store);
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

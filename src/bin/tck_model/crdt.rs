@@ -3,17 +3,20 @@
 //! `CrdtTwo` (a GCounter; `Call` replies `Response{}`, deleting on request)
 //! and `CrdtConfigured` (`Response{}`). The user function holds a value and
 //! the delta accumulated since its last reply, as the Java model does.
-//! Every type except ORMap is implemented; an ORMap entity is refused.
+//! An ORMap's values are CRDTs of the type its key's prefix names, like
+//! the entity id's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use massa::grpc::{MessageReader, Responder, Status};
 use massa::proto::cloudstate::crdt::{
     crdt_delta::Delta, crdt_state_action, crdt_stream_in, crdt_stream_out, CrdtDelete, CrdtDelta, CrdtInit, CrdtReply, CrdtStateAction,
     CrdtStreamCancelledResponse, CrdtStreamIn, CrdtStreamOut, CrdtStreamedMessage, FlagDelta, GCounterDelta, GSetDelta, LwwRegisterDelta,
-    OrSetDelta, PnCounterDelta, VoteDelta,
+    OrMapDelta, OrMapEntryDelta, OrSetDelta, PnCounterDelta, VoteDelta,
 };
-use massa::proto::cloudstate::tck::model::crdt::{self as model, or_set_update, request_action::Action as Act, state, update::Update as Upd};
+use massa::proto::cloudstate::tck::model::crdt::{
+    self as model, or_map_update, or_set_update, request_action::Action as Act, state, update::Update as Upd,
+};
 use massa::proto::cloudstate::{client_action, ClientAction, Command, Failure, Forward, Reply, SideEffect, StreamCancelled};
 use massa::proto::google::protobuf::Any;
 
@@ -62,6 +65,9 @@ pub enum Value {
     Lww { value: String, clock: i32, custom: i64, changed: bool },
     Flag { value: bool, changed: bool },
     Vote { self_vote: bool, votes_for: i32, total_voters: i32, changed: bool },
+    /// Entries carry their own pending changes; `added` keys are reported
+    /// whole.
+    OrMap { value: BTreeMap<String, Value>, cleared: bool, removed: BTreeSet<String>, added: BTreeSet<String> },
     /// `CrdtConfigured` holds no CRDT.
     Nothing,
 }
@@ -77,9 +83,31 @@ impl Value {
             "LWWRegister" => Value::Lww { value: String::new(), clock: 0, custom: 0, changed: false },
             "Flag" => Value::Flag { value: false, changed: false },
             "Vote" => Value::Vote { self_vote: false, votes_for: 0, total_voters: 1, changed: false },
-            "ORMap" => return Err(invalid("the ORMap CRDT model is not implemented by massa-tck-model")),
+            "ORMap" => Value::OrMap { value: BTreeMap::new(), cleared: false, removed: BTreeSet::new(), added: BTreeSet::new() },
             other => return Err(invalid(format!("entity id prefix {other:?} names no CRDT type"))),
         })
+    }
+
+    /// An empty CRDT of the type `delta` changes (an ORMap entry the proxy
+    /// reports).
+    fn empty_for(delta: &CrdtDelta) -> Result<Value, Status> {
+        let kind = match &delta.delta {
+            Some(Delta::Gcounter(_)) => "GCounter",
+            Some(Delta::Pncounter(_)) => "PNCounter",
+            Some(Delta::Gset(_)) => "GSet",
+            Some(Delta::Orset(_)) => "ORSet",
+            Some(Delta::Lwwregister(_)) => "LWWRegister",
+            Some(Delta::Flag(_)) => "Flag",
+            Some(Delta::Ormap(_)) => "ORMap",
+            Some(Delta::Vote(_)) => "Vote",
+            None => return Err(invalid("CrdtDelta with no delta set")),
+        };
+        Value::empty(kind)
+    }
+
+    /// The type an ORMap key (or entity id) names by its prefix.
+    fn named_by(key: &str) -> Result<Value, Status> {
+        Value::empty(key.split('-').next().unwrap_or_default())
     }
 
     /// Applies a delta from the proxy (initial state or a replica's change).
@@ -106,6 +134,25 @@ impl Value {
             (Value::Flag { value, .. }, Delta::Flag(f)) => *value |= f.value,
             (Value::Vote { self_vote, votes_for, total_voters, .. }, Delta::Vote(v)) => {
                 (*self_vote, *votes_for, *total_voters) = (v.self_vote, v.votes_for, v.total_voters)
+            }
+            (Value::OrMap { value, .. }, Delta::Ormap(m)) => {
+                if m.cleared {
+                    value.clear();
+                }
+                for key in unpstrs(&m.removed)? {
+                    value.remove(&key);
+                }
+                for e in &m.updated {
+                    let (key, delta) = entry_delta(e)?;
+                    let entry = value.get_mut(&key).ok_or_else(|| invalid(format!("ORMap update of missing key {key:?}")))?;
+                    entry.apply_remote(delta)?;
+                }
+                for e in &m.added {
+                    let (key, delta) = entry_delta(e)?;
+                    let mut entry = Value::empty_for(delta)?;
+                    entry.apply_remote(delta)?;
+                    value.insert(key, entry);
+                }
             }
             (value, d) => return Err(invalid(format!("delta {d:?} does not fit {}", value.kind()))),
         }
@@ -178,6 +225,31 @@ impl Value {
                     *changed = !*changed;
                 }
             }
+            (Value::OrMap { value, cleared, removed, added }, Upd::Ormap(m)) => match &m.action {
+                Some(or_map_update::Action::Add(key)) if !value.contains_key(key) => {
+                    value.insert(key.clone(), Value::named_by(key)?);
+                    added.insert(key.clone());
+                }
+                Some(or_map_update::Action::Update(e)) => {
+                    let update = e.update.as_ref().and_then(|u| u.update.as_ref()).ok_or_else(|| invalid("ORMap entry update with no update"))?;
+                    if !value.contains_key(&e.key) {
+                        value.insert(e.key.clone(), Value::named_by(&e.key)?);
+                        added.insert(e.key.clone());
+                    }
+                    value.get_mut(&e.key).expect("inserted above").update(update)?;
+                }
+                Some(or_map_update::Action::Remove(key)) if value.remove(key).is_some() => {
+                    if !added.remove(key) {
+                        removed.insert(key.clone());
+                    }
+                }
+                Some(or_map_update::Action::Clear(_)) if !value.is_empty() => {
+                    (*cleared, *value) = (true, BTreeMap::new());
+                    added.clear();
+                    removed.clear();
+                }
+                _ => {}
+            },
             (value, u) => return Err(invalid(format!("update {u:?} does not fit {}", value.kind()))),
         }
         Ok(())
@@ -204,9 +276,49 @@ impl Value {
             Value::Vote { self_vote, changed, .. } => {
                 std::mem::take(changed).then(|| Delta::Vote(VoteDelta { self_vote: *self_vote, votes_for: 0, total_voters: 0 }))
             }
+            Value::OrMap { value, cleared, removed, added } => {
+                let added = std::mem::take(added);
+                let mut delta = OrMapDelta {
+                    cleared: std::mem::take(cleared),
+                    removed: std::mem::take(removed).iter().map(|k| pstr(k)).collect(),
+                    ..Default::default()
+                };
+                for (key, entry) in value.iter_mut() {
+                    if added.contains(key) {
+                        entry.take_delta();
+                        delta.added.push(OrMapEntryDelta { key: Some(pstr(key)), delta: Some(entry.whole()) });
+                    } else if let Some(d) = entry.take_delta() {
+                        delta.updated.push(OrMapEntryDelta { key: Some(pstr(key)), delta: Some(d) });
+                    }
+                }
+                let changed = delta.cleared || !delta.removed.is_empty() || !delta.added.is_empty() || !delta.updated.is_empty();
+                changed.then_some(Delta::Ormap(delta))
+            }
             Value::Nothing => None,
         };
         delta.map(|d| CrdtDelta { delta: Some(d) })
+    }
+
+    /// The whole value as one delta (a new ORMap entry's).
+    fn whole(&self) -> CrdtDelta {
+        let all = |s: &BTreeSet<String>| s.iter().map(|e| pstr(e)).collect::<Vec<_>>();
+        let delta = match self {
+            Value::GCounter { value, .. } => Delta::Gcounter(GCounterDelta { increment: *value }),
+            Value::PnCounter { value, .. } => Delta::Pncounter(PnCounterDelta { change: *value }),
+            Value::GSet { value, .. } => Delta::Gset(GSetDelta { added: all(value) }),
+            Value::OrSet { value, .. } => Delta::Orset(OrSetDelta { added: all(value), ..Default::default() }),
+            Value::Lww { value, clock, custom, .. } => {
+                Delta::Lwwregister(LwwRegisterDelta { value: Some(pstr(value)), clock: *clock, custom_clock_value: *custom })
+            }
+            Value::Flag { value, .. } => Delta::Flag(FlagDelta { value: *value }),
+            Value::Vote { self_vote, .. } => Delta::Vote(VoteDelta { self_vote: *self_vote, votes_for: 0, total_voters: 0 }),
+            Value::OrMap { value, .. } => Delta::Ormap(OrMapDelta {
+                added: value.iter().map(|(k, v)| OrMapEntryDelta { key: Some(pstr(k)), delta: Some(v.whole()) }).collect(),
+                ..Default::default()
+            }),
+            Value::Nothing => return CrdtDelta { delta: None },
+        };
+        CrdtDelta { delta: Some(delta) }
     }
 
     /// The model's view of the value (elements sorted).
@@ -221,6 +333,9 @@ impl Value {
             Value::Vote { self_vote, votes_for, total_voters, .. } => {
                 state::Value::Vote(model::VoteValue { self_vote: *self_vote, votes_for: *votes_for, total_voters: *total_voters })
             }
+            Value::OrMap { value, .. } => state::Value::Ormap(model::OrMapValue {
+                entries: value.iter().map(|(key, v)| model::OrMapEntryValue { key: key.clone(), value: v.state() }).collect(),
+            }),
             Value::Nothing => return None,
         };
         Some(model::State { value: Some(value) })
@@ -235,9 +350,16 @@ impl Value {
             Value::Lww { .. } => "an LWWRegister",
             Value::Flag { .. } => "a Flag",
             Value::Vote { .. } => "a Vote",
+            Value::OrMap { .. } => "an ORMap",
             Value::Nothing => "no CRDT",
         }
     }
+}
+
+/// An ORMap entry delta's key and delta, both required.
+fn entry_delta(e: &OrMapEntryDelta) -> Result<(String, &CrdtDelta), Status> {
+    let key = unpstr(e.key.as_ref().ok_or_else(|| invalid("ORMapEntryDelta without key"))?)?;
+    Ok((key, e.delta.as_ref().ok_or_else(|| invalid("ORMapEntryDelta without delta"))?))
 }
 
 /// A `ProcessStreamed` subscription, keyed by its command id.
@@ -586,6 +708,40 @@ mod tests {
         assert_eq!(e.value(), &Value::GCounter { value: 0, delta: 0 });
     }
 
+    #[test]
+    fn ormap_entries_are_typed_by_key_and_report_added_updated_removed() {
+        let mut e = Entity::new(init(TCK_MODEL, "ORMap-1", None)).unwrap();
+        let om = |a| upd(Upd::Ormap(Box::new(model::OrMapUpdate { action: Some(a) })));
+        let inc = |key: &str, n| {
+            let update = model::Update { write_consistency: 0, update: Some(Upd::Gcounter(model::GCounterUpdate { increment: n })) };
+            om(or_map_update::Action::Update(Box::new(model::OrMapEntryUpdate { key: key.into(), update: Some(Box::new(update)) })))
+        };
+        use or_map_update::Action as M;
+        let out = e.command(&process(1, "ORMap-1", vec![inc("GCounter-a", 2), om(M::Add("Flag-b".into()))])).unwrap();
+        let gc = |increment| Some(CrdtDelta { delta: Some(Delta::Gcounter(GCounterDelta { increment })) });
+        let added = vec![
+            OrMapEntryDelta { key: Some(pstr("Flag-b")), delta: Some(CrdtDelta { delta: Some(Delta::Flag(FlagDelta { value: false })) }) },
+            OrMapEntryDelta { key: Some(pstr("GCounter-a")), delta: gc(2) },
+        ];
+        assert_eq!(delta_of(reply_of(&out[0])), Some(Delta::Ormap(OrMapDelta { added, ..Default::default() })));
+        let out = e.command(&process(2, "ORMap-1", vec![inc("GCounter-a", 3), om(M::Remove("Flag-b".into()))])).unwrap();
+        let expected = OrMapDelta {
+            removed: vec![pstr("Flag-b")],
+            updated: vec![OrMapEntryDelta { key: Some(pstr("GCounter-a")), delta: gc(3) }],
+            ..Default::default()
+        };
+        assert_eq!(delta_of(reply_of(&out[0])), Some(Delta::Ormap(expected)));
+        let entries = vec![model::OrMapEntryValue {
+            key: "GCounter-a".into(),
+            value: Some(model::State { value: Some(state::Value::Gcounter(model::GCounterValue { value: 5 })) }),
+        }];
+        assert_eq!(e.value().state().unwrap().value, Some(state::Value::Ormap(model::OrMapValue { entries: entries.clone() })));
+        // Rehydrated from the proxy's initial delta.
+        let whole = e.value().whole().delta.unwrap();
+        let again = Entity::new(init(TCK_MODEL, "ORMap-2", Some(whole))).unwrap();
+        assert_eq!(again.value().state().unwrap().value, Some(state::Value::Ormap(model::OrMapValue { entries })));
+    }
+
     fn out_reply(r: CrdtReply) -> CrdtStreamOut {
         out(crdt_stream_out::Message::Reply(r))
     }
@@ -633,7 +789,6 @@ mod tests {
         let r = reply_of(&out[0]);
         assert_eq!(state_of(&r.client_action), None);
         assert!(matches!(r.state_action.as_ref().unwrap().action, Some(crdt_state_action::Action::Delete(_))));
-        assert_eq!(Entity::new(init(TCK_MODEL, "ORMap-1", None)).unwrap_err().code, Code::InvalidArgument);
         assert_eq!(Entity::new(init(TCK_MODEL, "Nope-1", None)).unwrap_err().code, Code::InvalidArgument);
         let mut g = Entity::new(init(TCK_MODEL, "GSet-1", None)).unwrap();
         assert_eq!(g.command(&process(1, "GSet-1", vec![pn(1)])).unwrap_err().code, Code::InvalidArgument);

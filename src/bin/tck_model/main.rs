@@ -2,7 +2,7 @@
 //! TCK model services of `proto/tck/` with the behaviour the Cloudstate TCK
 //! expects (proto/tck/README.md §4): actions ([`action`]), value entities
 //! ([`value_entity`]), event-sourced entities ([`event_sourced`]), CRDTs
-//! ([`crdt`], all types but ORMap) and event-log eventing ([`eventing`]).
+//! ([`crdt`]) and event-log eventing ([`eventing`]).
 //! Protocol violations by the caller end the call with INVALID_ARGUMENT and
 //! a message saying what was wrong.
 

@@ -1,0 +1,296 @@
+//! CRDT entities end to end: the real `massa` binary in front of the TCK
+//! model's CRDTs (durability across a restart, streamed calls and their
+//! cancellation, delete), and in front of a scripted user function that
+//! answers with bad input, which must be reported, must restart the entity
+//! and must leave nothing of itself in the stored state.
+
+mod support;
+
+use std::{
+    rc::Rc,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use h2::{server::SendResponse, RecvStream};
+use prost::Message;
+
+use massa::config::IoDriver;
+use massa::discovery::routes::CRDT_PROTOCOL;
+use massa::grpc::{budget::Budget, encode_prost, Code, MessageReader, Responder, Status};
+use massa::proto::cloudstate::crdt::{
+    crdt_delta::Delta, crdt_state_action, crdt_stream_in, crdt_stream_out, CrdtDelta, CrdtReply, CrdtStateAction, CrdtStreamIn,
+    CrdtStreamOut, GCounterDelta, OrMapDelta, OrMapEntryDelta, PnCounterDelta,
+};
+use massa::proto::cloudstate::tck::model::crdt::{
+    or_map_update, request_action::Action as A, state::Value, update::Update as U, Delete, GCounterUpdate, GCounterValue,
+    OrMapEntryUpdate, OrMapEntryValue, OrMapUpdate, OrMapValue, PnCounterUpdate, PnCounterValue, Request, RequestAction, Response,
+    State, StreamedRequest, Update,
+};
+use massa::proto::cloudstate::{client_action, ClientAction, Entity, EntitySpec, Reply, UserFunctionError};
+use massa::proto::google::protobuf::{Any, Empty};
+use massa::runtime::Notify;
+use massa::server::{serve_h2, H2Options, Service};
+use massa::userfn::CallResponse;
+use support::*;
+
+const MODEL: &str = "cloudstate.tck.model.crdt.CrdtTckModel";
+
+fn q(id: &str, actions: Vec<A>) -> Request {
+    Request { id: id.into(), actions: actions.into_iter().map(|a| RequestAction { action: Some(a) }).collect() }
+}
+fn update(u: U) -> A {
+    A::Update(Update { update: Some(u), ..Default::default() })
+}
+fn gcounter(increment: u64) -> A {
+    update(U::Gcounter(GCounterUpdate { increment }))
+}
+fn state(value: Value) -> Response {
+    Response { state: Some(State { value: Some(value) }) }
+}
+
+async fn process(c: &Client, r: &Request) -> Result<Response, Status> {
+    let (_, msgs, status) = c.call(&format!("/{MODEL}/Process"), None, vec![encode_prost(r)]).await;
+    status?;
+    Ok(Response::decode(msgs[0].clone()).unwrap())
+}
+
+/// A `ProcessStreamed` call, open.
+async fn streamed(c: &Client, r: &StreamedRequest) -> (h2::SendStream<Bytes>, h2::client::ResponseFuture) {
+    let pool = c.pool();
+    let (mut send, response) = pool.open(&pool.uri(&format!("/{MODEL}/ProcessStreamed")), None).await.unwrap();
+    send.send_data(encode_prost(r), true).unwrap();
+    (send, response)
+}
+
+async fn next(r: &mut CallResponse) -> Result<Option<Response>, Status> {
+    Ok(r.message().await?.map(|m| Response::decode(m).unwrap()))
+}
+
+#[test]
+fn crdt_states_and_tombstones_survive_a_proxy_restart() {
+    let fn_port = free_port();
+    let _f = start_tck_model_with(fn_port, &["--only", "crdt"]);
+    let data = TempDir::new("crdt");
+    let flags = ["--data-dir", data.path()];
+    let map_entry = |n| OrMapEntryValue { key: "GCounter-a".into(), value: Some(State { value: Some(Value::Gcounter(GCounterValue { value: n })) }) };
+    let bump = |n| {
+        let u = Update { update: Some(U::Gcounter(GCounterUpdate { increment: n })), ..Default::default() };
+        let entry = OrMapEntryUpdate { key: "GCounter-a".into(), update: Some(Box::new(u)) };
+        update(U::Ormap(Box::new(OrMapUpdate { action: Some(or_map_update::Action::Update(Box::new(entry))) })))
+    };
+    let m = start_massa(fn_port, &flags);
+    run(async {
+        let c = Client::new(m.port);
+        let pn = |change| update(U::Pncounter(PnCounterUpdate { change }));
+        let r = process(&c, &q("PNCounter-d", vec![pn(5), pn(-2)])).await.unwrap();
+        assert_eq!(r, state(Value::Pncounter(PnCounterValue { value: 3 })));
+        let r = process(&c, &q("ORMap-d", vec![bump(2)])).await.unwrap();
+        assert_eq!(r, state(Value::Ormap(OrMapValue { entries: vec![map_entry(2)] })));
+        process(&c, &q("GCounter-d", vec![gcounter(1)])).await.unwrap();
+        process(&c, &q("GCounter-d", vec![A::Delete(Delete {})])).await.unwrap();
+        let err = process(&c, &q("GCounter-d", vec![])).await.unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "Entity deleted"));
+    });
+    drop(m);
+    let m = start_massa(fn_port, &flags);
+    run(async {
+        let c = Client::new(m.port);
+        let pn = process(&c, &q("PNCounter-d", vec![])).await.unwrap();
+        assert_eq!(pn, state(Value::Pncounter(PnCounterValue { value: 3 })), "the counter came back in init");
+        let map = process(&c, &q("ORMap-d", vec![bump(3)])).await.unwrap();
+        assert_eq!(map, state(Value::Ormap(OrMapValue { entries: vec![map_entry(5)] })), "and the map, typed entries included");
+        let err = process(&c, &q("GCounter-d", vec![gcounter(1)])).await.unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "Entity deleted"), "the tombstone too");
+    });
+}
+
+#[test]
+fn streamed_calls_follow_the_state_and_cancellation_runs_the_cancel_update() {
+    let fn_port = free_port();
+    let _f = start_tck_model_with(fn_port, &["--only", "crdt"]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    run(async {
+        let c = Client::new(m.port);
+        let id = "GCounter-s";
+        let g = |value| state(Value::Gcounter(GCounterValue { value }));
+        let (_monitor_send, monitor) = streamed(&c, &StreamedRequest { id: id.into(), ..Default::default() }).await;
+        let mut monitor = CallResponse::open(monitor, 1 << 20).await.unwrap();
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(0)));
+        // Several calls in flight on one entity: the monitor stays open
+        // while unary commands come and go.
+        assert_eq!(process(&c, &q(id, vec![gcounter(2)])).await.unwrap(), g(2));
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(2)));
+        // A silent subscriber whose cancellation adds 10.
+        let on_cancel = Update { update: Some(U::Gcounter(GCounterUpdate { increment: 10 })), ..Default::default() };
+        let silent = StreamedRequest { id: id.into(), cancel_update: Some(on_cancel), empty: true, ..Default::default() };
+        let (mut silent_send, _silent) = streamed(&c, &silent).await;
+        // Its command is in once a later one has been answered (one stream, in order).
+        assert_eq!(process(&c, &q(id, vec![])).await.unwrap(), g(2));
+        silent_send.send_reset(h2::Reason::CANCEL);
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(12)), "the cancel update reached the monitor");
+        assert_eq!(process(&c, &q(id, vec![])).await.unwrap(), g(12), "and is the entity's state");
+        // Deleting ends the open call and every later command.
+        assert_eq!(process(&c, &q(id, vec![A::Delete(Delete {})])).await.unwrap(), g(12));
+        let ended = next(&mut monitor).await.unwrap_err();
+        assert_eq!((ended.code, ended.message.as_str()), (Code::Unknown, "Entity deleted"));
+        let err = process(&c, &q(id, vec![])).await.unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "Entity deleted"));
+        let (_s, later) = streamed(&c, &StreamedRequest { id: id.into(), ..Default::default() }).await;
+        let err = match CallResponse::open(later, 1 << 20).await {
+            Ok(mut r) => next(&mut r).await.unwrap_err(),
+            Err(status) => status,
+        };
+        assert_eq!(err.message, "Entity deleted");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Bad input, from a scripted user function. On each stream it answers the
+// first command with a good delta (GCounter +3, or an ORMap entry holding
+// it), the second with the bad reply its entity id's prefix names, and
+// every command after an `init` that carried state with a plain reply.
+
+/// What the scripted function saw.
+#[derive(Default)]
+struct Seen {
+    /// `(entity id, init delta)` per stream.
+    inits: Vec<(String, Option<CrdtDelta>)>,
+    reported: Vec<String>,
+}
+
+struct Scripted(Arc<Mutex<Seen>>);
+
+fn pstr(s: &str) -> Any {
+    let mut value = vec![0x0a, s.len() as u8];
+    value.extend_from_slice(s.as_bytes());
+    Any { type_url: "p.cloudstate.io/string".into(), value: value.into() }
+}
+fn gdelta(increment: u64) -> CrdtDelta {
+    CrdtDelta { delta: Some(Delta::Gcounter(GCounterDelta { increment })) }
+}
+fn ormap_seed() -> CrdtDelta {
+    let added = vec![OrMapEntryDelta { key: Some(pstr("a")), delta: Some(gdelta(3)) }];
+    CrdtDelta { delta: Some(Delta::Ormap(OrMapDelta { added, ..Default::default() })) }
+}
+fn seed(kind: &str) -> CrdtDelta {
+    if kind == "ormap" {
+        ormap_seed()
+    } else {
+        gdelta(3)
+    }
+}
+
+fn scripted_reply(kind: &str, command_id: i64, restarted: bool) -> CrdtReply {
+    let payload = Some(Any { type_url: format!("type.googleapis.com/{}", "cloudstate.tck.model.crdt.Response"), value: Bytes::new() });
+    let client_action = Some(ClientAction { action: Some(client_action::Action::Reply(Reply { payload, metadata: None })) });
+    let mut reply = CrdtReply { command_id, client_action, ..Default::default() };
+    let update = |delta| Some(CrdtStateAction { write_consistency: 0, action: Some(crdt_state_action::Action::Update(delta)) });
+    match (restarted, command_id) {
+        (true, _) => {}
+        (false, 1) => reply.state_action = update(seed(kind)),
+        (false, _) => match kind {
+            "wrongtype" => reply.state_action = update(CrdtDelta { delta: Some(Delta::Pncounter(PnCounterDelta { change: 1 })) }),
+            "decrement" => reply.state_action = update(gdelta(-1i64 as u64)),
+            "streamed" => reply.streamed = true,
+            "ormap" => {
+                let updated = vec![OrMapEntryDelta { key: Some(pstr("b")), delta: Some(gdelta(1)) }];
+                reply.state_action = update(CrdtDelta { delta: Some(Delta::Ormap(OrMapDelta { updated, ..Default::default() })) });
+            }
+            "unknown" => reply.command_id = 99,
+            other => panic!("no script for {other}"),
+        },
+    }
+    reply
+}
+
+impl Scripted {
+    async fn handle(&self, mut reader: MessageReader, responder: &mut Responder) -> Result<(), Status> {
+        let (mut kind, mut restarted) = (String::new(), false);
+        while let Some(m) = reader.message().await.map_err(|e| Status::new(Code::Internal, format!("{e:?}")))? {
+            match CrdtStreamIn::decode(m).unwrap().message {
+                Some(crdt_stream_in::Message::Init(init)) => {
+                    kind = init.entity_id.split('-').next().unwrap().to_owned();
+                    restarted = init.delta.is_some();
+                    self.0.lock().unwrap().inits.push((init.entity_id, init.delta));
+                }
+                Some(crdt_stream_in::Message::Command(c)) => {
+                    let out = CrdtStreamOut { message: Some(crdt_stream_out::Message::Reply(scripted_reply(&kind, c.id, restarted))) };
+                    responder.send(out.encode_to_vec().into()).await.map_err(|e| Status::new(Code::Cancelled, e.to_string()))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Service for Scripted {
+    async fn call(self: Rc<Self>, request: http::Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
+        let path = request.uri().path().to_owned();
+        let mut responder = Responder::new(respond);
+        let reader = MessageReader::new(request.into_body(), 1 << 20);
+        let outcome = match path.as_str() {
+            "/cloudstate.EntityDiscovery/discover" => {
+                let entity = Entity { entity_type: CRDT_PROTOCOL.into(), service_name: MODEL.into(), ..Default::default() };
+                let spec = EntitySpec { proto: Bytes::from_static(massa::proto::TCK_DESCRIPTORS), entities: vec![entity], service_info: None };
+                responder.send(spec.encode_to_vec().into()).await.map_err(|e| Status::new(Code::Cancelled, e.to_string()))
+            }
+            "/cloudstate.EntityDiscovery/reportError" => {
+                let error = UserFunctionError::decode(reader.single().await.unwrap()).unwrap();
+                self.0.lock().unwrap().reported.push(error.message);
+                responder.send(Empty {}.encode_to_vec().into()).await.map_err(|e| Status::new(Code::Cancelled, e.to_string()))
+            }
+            "/cloudstate.crdt.Crdt/handle" => self.handle(reader, &mut responder).await,
+            _ => Err(Status::new(Code::Unimplemented, path)),
+        };
+        responder.finish(&outcome.err().unwrap_or_else(Status::ok));
+    }
+}
+
+/// Serves the scripted function on `port` from its own thread.
+fn start_scripted(port: u16) -> Arc<Mutex<Seen>> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shared = seen.clone();
+    std::thread::spawn(move || {
+        let serve = async move {
+            let listener = monoio::net::TcpListener::bind(format!("127.0.0.1:{port}").as_str()).unwrap();
+            let service = Rc::new(Scripted(shared));
+            while let Ok((stream, _)) = listener.accept().await {
+                let io = stream.try_into_poll_io().map_err(|(e, _)| e).unwrap();
+                monoio::spawn(serve_h2(io, service.clone(), Notify::new(), H2Options::user_function(None), Budget::unlimited()));
+            }
+        };
+        let _ = massa::runtime::block_on(IoDriver::Epoll, serve);
+    });
+    seen
+}
+
+#[test]
+fn bad_replies_are_reported_restart_the_entity_and_persist_nothing() {
+    let fn_port = free_port();
+    let seen = start_scripted(fn_port);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    let cases = [
+        ("wrongtype", "a PNCounter delta cannot change a GCounter"),
+        ("decrement", "GCounter increment 18446744073709551615 is a negative int64: a GCounter cannot be decremented"),
+        ("streamed", "Received streamed reply for non-streamed command 2"),
+        ("ormap", "ORMap has no key p.cloudstate.io/string"),
+        ("unknown", "Received reply for unknown command id 99"),
+    ];
+    run(async {
+        let c = Client::new(m.port);
+        for (kind, reason) in cases {
+            let id = format!("{kind}-1");
+            process(&c, &q(&id, vec![])).await.unwrap_or_else(|e| panic!("{kind}: the good reply: {e}"));
+            let err = process(&c, &q(&id, vec![])).await.unwrap_err();
+            assert_eq!(err.code, Code::Internal, "{kind}: {err}");
+            assert!(err.message.contains(reason), "{kind}: {err}");
+            eventually(reason, || async { seen.lock().unwrap().reported.iter().any(|r| r.contains(reason)).then_some(()) }).await;
+            // Restarted from what was committed before the bad reply.
+            process(&c, &q(&id, vec![])).await.unwrap_or_else(|e| panic!("{kind}: after the restart: {e}"));
+            let inits: Vec<_> = seen.lock().unwrap().inits.iter().filter(|(e, _)| *e == id).map(|(_, d)| d.clone()).collect();
+            assert_eq!(inits, [None, Some(seed(kind))], "{kind}");
+        }
+    });
+}
