@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# CRDT commands next to event-sourced commands, in one run, against the TCK
+# model user function: GCounter increments (one delta each, persisted with
+# the group commit like an event) and event-sourced commands emitting one
+# event, each over 1 000 entities. (No ORSet row: massa-load's placeholders
+# wrap at --keys, so every add after an entity's first would repeat an
+# element and change nothing.) One worker pinned to CPU 1,
+# the load and the function on CPU 0. Reports commands/s and commands per
+# proxy CPU-second, medians of `runs` with min–max. Loopback only; every run
+# is bounded by its request count.
+#
+# usage: loadtest/crdt.sh [runs=3] [requests=50000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+n=${2:-50000}
+cargo build --release --bins -q
+bin=${CARGO_TARGET_DIR:-target}/release
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+fn_port=18680; proxy_port=19680; admin_port=19690
+pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
+[ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+$pin_load "$bin/massa-tck-model" --port $fn_port 2>"$work/fn.log" &
+sleep 0.3
+
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
+
+measure() { # label, service/method, proto, JSON body
+  local rps=() per_cpu=()
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/data"
+    $pin_proxy "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
+      --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --data-dir "$work/data" 2>"$work/massa.log" &
+    local pid=$!
+    for _ in $(seq 100); do
+      curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    local before after
+    before=$(cpu_ns $pid)
+    $pin_load "$bin/massa-load" 127.0.0.1:$proxy_port --call "$2" --proto "$3" --import-path proto --import-path proto/tck \
+      -d "$4" --keys 1000 -n "$n" -c 4 --concurrency 256 --format json >"$work/out.json"
+    after=$(cpu_ns $pid)
+    kill -TERM $pid; wait $pid 2>/dev/null || true
+    rps+=("$(python3 -c '
+import json,sys
+d=json.load(open(sys.argv[1]))
+assert d["statusCodeDistribution"].get("OK",0)==d["count"], d["statusCodeDistribution"]
+print(round(d["rps"]))' "$work/out.json")")
+    per_cpu+=("$(awk -v n="$n" -v c="$((after - before))" 'BEGIN {printf "%.0f", n / (c / 1e9)}')")
+  done
+  stat() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
+  printf '| %s | %s | %s |\n' "$1" "$(stat "${rps[@]}")" "$(stat "${per_cpu[@]}")"
+}
+
+echo "| command (RocksDB, sync, 1 worker) | commands/s | commands per proxy CPU-s |"
+echo "|---|---|---|"
+measure "CRDT GCounter increment" cloudstate.tck.model.crdt.CrdtTckModel/Process cloudstate/tck/model/crdt.proto \
+  '{"id":"GCounter-{{i}}","actions":[{"update":{"gcounter":{"increment":1}}}]}'
+measure "event-sourced, 1 event" cloudstate.tck.model.EventSourcedTckModel/Process cloudstate/tck/model/eventsourced.proto \
+  '{"id":"es-{{i}}","actions":[{"emit":{"value":"v"}}]}'
