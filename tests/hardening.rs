@@ -618,3 +618,36 @@ fn corrupt_stored_data_is_data_loss_and_shutdown_closes_the_store() {
     assert_eq!(m.proc.must_exit(), 0);
     assert!(m.proc.log().contains("entity store closed"), "{}", m.proc.log());
 }
+
+#[test]
+fn asynchronous_side_effects_beyond_the_core_limit_run_before_the_reply() {
+    let fn_port = free_port();
+    let _f = start_example_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--store", "memory", "--workers", "1", "--max-async-side-effects", "2"]);
+    run(async {
+        let c = Client::new(m.port);
+        // Ten asynchronous side effects of 300 ms each: two may run on
+        // their own, the other eight must have finished when the reply
+        // arrives (unbounded, none would have).
+        let effects: Vec<String> = (0..10).map(|i| format!("slow:{i}")).collect();
+        let request = EchoRequest { text: "burst".into(), side_effects: effects, synchronous: false, ..Default::default() };
+        assert_eq!(c.echo("Say", &[request]).await.unwrap(), ["burst"]);
+        let recorded = c.say_method("Recorded").await;
+        let done = recorded.split(',').filter(|t| t.starts_with("slow:")).count();
+        assert!(done >= 8, "only {done} of 10 side effects done at the reply: {recorded:?}");
+        // The two that ran on their own finish too.
+        let all = eventually("all ten side effects", || async {
+            let r = c.say_method("Recorded").await;
+            (r.split(',').filter(|t| t.starts_with("slow:")).count() == 10).then_some(r)
+        })
+        .await;
+        assert_eq!(all.split(',').count(), 10);
+    });
+}
+
+impl Client {
+    /// Calls an Echo method that takes no text and returns the reply text.
+    async fn say_method(&self, method: &str) -> String {
+        self.echo(method, &[EchoRequest::default()]).await.unwrap().remove(0)
+    }
+}

@@ -264,9 +264,13 @@ impl EchoFn {
         Ok(())
     }
 
-    /// Honours `delay_ms` and the fault texts. A cancel by the proxy while
+    /// Honours `delay_ms` and the fault texts (`slow:…` takes 300 ms, so a
+    /// side effect can be made to last). A cancel by the proxy while
     /// waiting is recorded, so tests can see it arrived.
     async fn pause(&self, request: &EchoRequest, responder: &mut Responder) -> Result<(), Status> {
+        if request.text.starts_with("slow:") {
+            monoio::time::sleep(Duration::from_millis(300)).await;
+        }
         match request.text.as_str() {
             "crash!" => {
                 eprintln!("massa-example-fn: crashing on request");
