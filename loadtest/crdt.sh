@@ -2,9 +2,8 @@
 # CRDT commands next to event-sourced commands, in one run, against the TCK
 # model user function: GCounter increments (one delta each, persisted with
 # the group commit like an event) and event-sourced commands emitting one
-# event, each over 1 000 entities. (No ORSet row: massa-load's placeholders
-# wrap at --keys, so every add after an entity's first would repeat an
-# element and change nothing.) One worker pinned to CPU 1,
+# event, and ORSet adds of a new element each (`{{n}}`, never wrapped), each
+# over 1 000 entities. One worker pinned to CPU 1,
 # the load and the function on CPU 0. Reports commands/s and commands per
 # proxy CPU-second, medians of `runs` with min–max. Loopback only; every run
 # is bounded by its request count.
@@ -59,5 +58,7 @@ echo "| command (RocksDB, sync, 1 worker) | commands/s | commands per proxy CPU-
 echo "|---|---|---|"
 measure "CRDT GCounter increment" cloudstate.tck.model.crdt.CrdtTckModel/Process cloudstate/tck/model/crdt.proto \
   '{"id":"GCounter-{{i}}","actions":[{"update":{"gcounter":{"increment":1}}}]}'
+measure "CRDT ORSet add (new element)" cloudstate.tck.model.crdt.CrdtTckModel/Process cloudstate/tck/model/crdt.proto \
+  '{"id":"ORSet-{{i}}","actions":[{"update":{"orset":{"add":"e{{n}}"}}}]}'
 measure "event-sourced, 1 event" cloudstate.tck.model.EventSourcedTckModel/Process cloudstate/tck/model/eventsourced.proto \
   '{"id":"es-{{i}}","actions":[{"emit":{"value":"v"}}]}'

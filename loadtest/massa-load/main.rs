@@ -39,7 +39,8 @@ struct Args {
     #[arg(long)]
     call: String,
     /// Request as JSON; `{{i}}` (or ghz's `{{.RequestNumber}}`) is replaced
-    /// by the request number.
+    /// by the request number (modulo `--keys`), `{{n}}` by the request
+    /// number itself.
     #[arg(short = 'd', long)]
     data: Option<String>,
     /// Request as raw protobuf bytes from a file.

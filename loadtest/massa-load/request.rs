@@ -11,8 +11,9 @@ use massa::discovery::Shape;
 /// Where the request comes from.
 pub enum Source {
     /// JSON with `{{i}}` placeholders, split at them; encoded per request
-    /// because every index yields a different message.
-    Json { parts: Vec<String>, method: MethodDescriptor },
+    /// because every index yields a different message. `counter`: it also
+    /// holds [`COUNTER`].
+    Json { parts: Vec<String>, method: MethodDescriptor, counter: bool },
     /// Every distinct request encoded up front (`--keys N` with a small N),
     /// so the send loop spends no CPU on JSON.
     Table(Vec<Bytes>),
@@ -23,6 +24,10 @@ pub enum Source {
 /// The request-index placeholders: ours and ghz's, so ghz data strings work
 /// unchanged.
 const PLACEHOLDERS: [&str; 2] = ["{{i}}", "{{.RequestNumber}}"];
+
+/// The request number itself, never wrapped by `--keys`: distinct values
+/// within the same keys (e.g. new set elements for the same entity).
+const COUNTER: &str = "{{n}}";
 
 /// Up to this many distinct `--keys` requests are encoded before the run.
 const MAX_TABLE: u64 = 1 << 16;
@@ -46,13 +51,14 @@ pub struct Plan {
 
 impl Plan {
     /// The encoded request number `i`.
-    pub fn request(&self, i: u64) -> Result<Bytes, String> {
-        let i = self.keys.map_or(i, |k| i % k.max(1));
+    pub fn request(&self, n: u64) -> Result<Bytes, String> {
+        let i = self.keys.map_or(n, |k| n % k.max(1));
         match &self.source {
             Source::Binary(b) => Ok(b.clone()),
             Source::Table(t) => Ok(t[(i % t.len() as u64) as usize].clone()),
-            Source::Json { parts, method } => {
+            Source::Json { parts, method, counter } => {
                 let json = parts.join(&i.to_string());
+                let json = if *counter { json.replace(COUNTER, &n.to_string()) } else { json };
                 encode_json(method, &json)
             }
         }
@@ -110,18 +116,20 @@ pub fn plan(
         (Some(bytes), _, _) => Source::Binary(bytes),
         (None, Some(json), Some(method)) => {
             let parts = split_template(json);
+            let counter = json.contains(COUNTER);
             // Fail on bad JSON now, not per request.
-            let first = encode_json(&method, &parts.join("0"))?;
+            let first = encode_json(&method, &parts.join("0").replace(COUNTER, "0"))?;
             match keys {
+                _ if counter => Source::Json { parts, method, counter },
                 _ if parts.len() == 1 => Source::Binary(first),
                 Some(k) if k <= MAX_TABLE => {
                     Source::Table((0..k.max(1)).map(|i| encode_json(&method, &parts.join(&i.to_string()))).collect::<Result<_, _>>()?)
                 }
-                _ => Source::Json { parts, method },
+                _ => Source::Json { parts, method, counter },
             }
         }
         (None, Some(_), None) => return Err("-d needs --proto or --protoset to encode JSON".to_owned()),
-        (None, None, Some(method)) => Source::Json { parts: vec!["{}".to_owned()], method },
+        (None, None, Some(method)) => Source::Json { parts: vec!["{}".to_owned()], method, counter: false },
         (None, None, None) => Source::Binary(Bytes::new()),
     };
     Ok(Plan { path, shape, source, keys })
@@ -158,6 +166,14 @@ mod tests {
         let many = plan("example.echo.Echo/Say", Some(&pool), Some(r#"{"text":"k{{i}}"}"#), None, Some(MAX_TABLE + 1)).unwrap();
         assert!(matches!(many.source, Source::Json { .. }));
         assert_eq!(text(&many, MAX_TABLE + 2), "k1");
+    }
+
+    #[test]
+    fn the_counter_placeholder_is_never_wrapped() {
+        let pool = echo_pool();
+        let plan = plan("example.echo.Echo/Say", Some(&pool), Some(r#"{"text":"k{{i}}-e{{n}}"}"#), None, Some(3)).unwrap();
+        let text = |i| massa::proto::example::echo::EchoRequest::decode(plan.request(i).unwrap()).unwrap().text;
+        assert_eq!([text(1), text(4), text(7)], ["k1-e1", "k1-e4", "k1-e7"]);
     }
 
     #[test]
