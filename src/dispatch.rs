@@ -79,7 +79,8 @@ impl Service for Core {
         let route = self.router.lookup(request.uri().path()).cloned();
         let route_id = route.as_ref().map(|r| r.id);
         self.metrics.started(route_id);
-        let mut responder = Responder::bounded(respond, budget, Some(self.shared.config.send_stall_timeout));
+        let stall = Some((self.deadlines.clone(), self.shared.config.send_stall_timeout));
+        let mut responder = Responder::bounded(respond, budget, stall);
         let deadline = request.headers().get("grpc-timeout").and_then(|v| grpc::parse_timeout(v.as_bytes()));
         let work = Box::pin(serve(&self, route.as_ref(), request, &mut responder));
         let end = match deadline {

@@ -27,7 +27,7 @@ use crate::shard::Envelope;
 use crate::store::{self, StoreHandle};
 use crate::discovery::{EntityKind, Router};
 use crate::eventing;
-use crate::runtime::{self, Notify};
+use crate::runtime::{self, deadlines::Deadlines, Notify};
 use crate::server::{self, Connections};
 use crate::userfn::{Pool, Target};
 
@@ -99,6 +99,8 @@ pub struct Core {
     pub mailboxes: Vec<flume::Sender<Envelope>>,
     /// Asynchronous side effects running on this core.
     pub async_side_effects: Cell<usize>,
+    /// Per-call deadlines (body and stall timeouts), expired by one ticker.
+    pub deadlines: Rc<Deadlines>,
     /// Per service index; `None` for services that are not actions.
     action_uris: Vec<Option<ActionUris>>,
 }
@@ -133,6 +135,7 @@ impl Core {
             cache: RefCell::new(cache),
             mailboxes: wiring.mailboxes.clone(),
             async_side_effects: Cell::new(0),
+            deadlines: Deadlines::new(),
             action_uris,
         }
     }
@@ -148,7 +151,8 @@ impl Core {
     /// A client request's reader, charged to the call's connection and
     /// bounded by the body timeout.
     pub fn request_reader(&self, body: h2::RecvStream, responder: &Responder) -> MessageReader {
-        MessageReader::bounded(body, self.max_message_size(), responder.budget(), Some(self.shared.config.body_timeout))
+        let timeout = Some((self.deadlines.clone(), self.shared.config.body_timeout));
+        MessageReader::bounded(body, self.max_message_size(), responder.budget(), timeout)
     }
 }
 
@@ -231,6 +235,9 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         drop(wiring);
         monoio::spawn(stateful::serve_mailbox(core.clone(), mailbox));
         monoio::spawn(stateful::sweep_idle(core.clone()));
+        let config = &core.shared.config;
+        let tick = (config.body_timeout.min(config.send_stall_timeout) / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        monoio::spawn(core.deadlines.clone().tick(tick));
         let limits = server_limits(&core.shared);
         monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone(), limits));
         let consumers = eventing::start(&core);

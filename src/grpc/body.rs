@@ -8,6 +8,7 @@ use h2::{server::SendResponse, RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response};
 
 use super::budget::{Budget, Charge};
+use crate::runtime::deadlines::Deadlines;
 use super::{encode_message, Code, Decoder, FrameError, Status, CONTENT_TYPE};
 
 /// Why reading a message stream failed.
@@ -54,7 +55,7 @@ pub struct MessageReader {
     /// Length of the last message handed out (still charged).
     handed: usize,
     /// For a started message, and a unary request as a whole.
-    timeout: Option<Duration>,
+    timeout: Option<(Rc<Deadlines>, Duration)>,
 }
 
 impl MessageReader {
@@ -66,7 +67,12 @@ impl MessageReader {
 
     /// A client's request stream: buffered bytes charged to `budget`, and
     /// started messages that must complete within `timeout`.
-    pub fn bounded(body: RecvStream, max_message_size: usize, budget: &Rc<Budget>, timeout: Option<Duration>) -> MessageReader {
+    pub fn bounded(
+        body: RecvStream,
+        max_message_size: usize,
+        budget: &Rc<Budget>,
+        timeout: Option<(Rc<Deadlines>, Duration)>,
+    ) -> MessageReader {
         MessageReader { body, decoder: Decoder::new(max_message_size), eof: false, buffered: Charge::new(budget), handed: 0, timeout }
     }
 
@@ -84,9 +90,9 @@ impl MessageReader {
                 self.decoder.finish().map_err(ReadError::Frame)?;
                 return Ok(None);
             }
-            let data = match self.timeout {
-                Some(t) if self.decoder.buffered() > 0 => {
-                    crate::runtime::timeout(t, self.body.data()).await.map_err(|()| ReadError::Incomplete(t))?
+            let data = match &self.timeout {
+                Some((deadlines, t)) if self.decoder.buffered() > 0 => {
+                    deadlines.within(*t, self.body.data()).await.map_err(|()| ReadError::Incomplete(*t))?
                 }
                 _ => self.body.data().await,
             };
@@ -114,8 +120,9 @@ impl MessageReader {
     /// [`single`](Self::single), with the charge for the message: the call
     /// keeps it while it holds the request.
     pub async fn single_held(self) -> Result<(Bytes, Charge), Status> {
-        match self.timeout {
-            Some(t) => crate::runtime::timeout_if_pending(t, self.read_single())
+        match self.timeout.clone() {
+            Some((deadlines, t)) => deadlines
+                .within(t, self.read_single())
                 .await
                 .unwrap_or_else(|()| Err(ReadError::Incomplete(t).into_client_status())),
             None => self.read_single().await,
@@ -165,7 +172,7 @@ pub struct Responder {
     respond: SendResponse<Bytes>,
     body: Option<SendStream<Bytes>>,
     budget: Rc<Budget>,
-    stall: Option<Duration>,
+    stall: Option<(Rc<Deadlines>, Duration)>,
 }
 
 impl Responder {
@@ -174,7 +181,7 @@ impl Responder {
         Responder::bounded(respond, Budget::unlimited(), None)
     }
 
-    pub fn bounded(respond: SendResponse<Bytes>, budget: Rc<Budget>, stall: Option<Duration>) -> Responder {
+    pub fn bounded(respond: SendResponse<Bytes>, budget: Rc<Budget>, stall: Option<(Rc<Deadlines>, Duration)>) -> Responder {
         Responder { respond, body: None, budget, stall }
     }
 
@@ -224,7 +231,7 @@ impl Responder {
     /// it is with h2. A slow reader thus applies backpressure to the caller
     /// (and through it to the function's stream) instead of growing buffers.
     pub async fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
-        let (stall, mut waiting) = (self.stall, Charge::new(&self.budget));
+        let (stall, mut waiting) = (self.stall.clone(), Charge::new(&self.budget));
         let body = self.body()?;
         let (head, tail) = encode_message(payload);
         let mut left = head.len() + tail.as_ref().map_or(0, Bytes::len);
@@ -236,8 +243,8 @@ impl Responder {
             while !piece.is_empty() {
                 if body.capacity() == 0 {
                     let wait = wait_capacity(body, left);
-                    match stall {
-                        Some(t) => crate::runtime::timeout(t, wait).await.map_err(|()| SendError::Stalled(t))??,
+                    match &stall {
+                        Some((deadlines, t)) => deadlines.within(*t, wait).await.map_err(|()| SendError::Stalled(*t))??,
                         None => wait.await?,
                     }
                 }

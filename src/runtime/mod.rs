@@ -3,6 +3,7 @@
 //! The main thread is the control plane; it talks to workers only through
 //! their control channels.
 
+pub mod deadlines;
 mod notify;
 
 use std::{io, thread, time::Duration};
@@ -73,21 +74,10 @@ pub async fn wait_until(mut done: impl FnMut() -> bool, deadline: Duration) -> b
     true
 }
 
-/// `fut` with a deadline, arming the timer only if `fut` does not finish on
-/// its first poll: most calls' bodies are already buffered, and a timer per
-/// call is a measurable cost on the hot path. `Err(())` when it elapsed.
-pub async fn timeout_if_pending<F: std::future::Future>(deadline: Duration, fut: F) -> Result<F::Output, ()> {
-    use std::task::Poll;
-    let mut fut = std::pin::pin!(fut);
-    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
-        return Ok(out);
-    }
-    timeout(deadline, fut).await
-}
-
 /// `monoio::time::timeout`, boxed: monoio's timer is large and 128-byte
 /// aligned, and held inline it would grow every future that might wait
-/// (and every move of it), even on paths where no timer is ever armed.
+/// (and every move of it). For per-connection waits; per-call ones use
+/// [`deadlines`].
 pub async fn timeout<F: std::future::Future>(deadline: Duration, fut: F) -> Result<F::Output, ()> {
     Box::pin(monoio::time::timeout(deadline, fut)).await.map_err(|_| ())
 }
