@@ -10,6 +10,7 @@
 # The function and load tools come from target/release (built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 old=$1; new=$2; runs=${3:-3}; n=${4:-200000}
 command -v h2load >/dev/null || { echo "h2load missing: apt-get install nghttp2-client" >&2; exit 1; }
 cargo build --release --bins -q
@@ -24,7 +25,6 @@ pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
 $pin_load "$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
 sleep 0.3
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 start() { # binary, extra flags...
   local b=$1; shift
@@ -32,11 +32,7 @@ start() { # binary, extra flags...
   $pin_proxy "$b" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
     --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --data-dir "$work/data" "$@" 2>"$work/massa.log" &
   pid=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && return
-    sleep 0.1
-  done
-  echo "proxy $b never became ready" >&2; exit 1
+  wait_ready $admin_port
 }
 
 stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; }
@@ -79,12 +75,11 @@ for run in $(seq "$runs"); do
     read -r r c <<<"$(commands "$b")"; col[$side-es-rps]+="$r "; col[$side-es-cpu]+="$c "
   done
 done
-stat() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
 echo "| workload | build | per second | per proxy CPU-second |"
 echo "|---|---|---|---|"
 for w in pt es; do
   label="unary passthrough (Echo/Say)"; [ $w = es ] && label="event-sourced AddItem (sync)"
   for side in old new; do
-    echo "| $label | $side | $(stat "${col[$side-$w-rps]}") | $(stat "${col[$side-$w-cpu]}") |"
+    echo "| $label | $side | $(stat ${col[$side-$w-rps]}) | $(stat ${col[$side-$w-cpu]}) |"
   done
 done

@@ -11,6 +11,7 @@
 # usage: loadtest/crdt.sh [runs=3] [requests=50000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 runs=${1:-3}
 n=${2:-50000}
 cargo build --release --bins -q
@@ -24,7 +25,6 @@ pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
 $pin_load "$bin/massa-tck-model" --port $fn_port 2>"$work/fn.log" &
 sleep 0.3
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 measure() { # label, service/method, proto, JSON body
   local rps=() per_cpu=()
@@ -33,10 +33,7 @@ measure() { # label, service/method, proto, JSON body
     $pin_proxy "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
       --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --data-dir "$work/data" 2>"$work/massa.log" &
     local pid=$!
-    for _ in $(seq 100); do
-      curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
-      sleep 0.1
-    done
+    wait_ready $admin_port
     local before after
     before=$(cpu_ns $pid)
     $pin_load "$bin/massa-load" 127.0.0.1:$proxy_port --call "$2" --proto "$3" --import-path proto --import-path proto/tck \
@@ -50,7 +47,6 @@ assert d["statusCodeDistribution"].get("OK",0)==d["count"], d["statusCodeDistrib
 print(round(d["rps"]))' "$work/out.json")")
     per_cpu+=("$(awk -v n="$n" -v c="$((after - before))" 'BEGIN {printf "%.0f", n / (c / 1e9)}')")
   done
-  stat() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
   printf '| %s | %s | %s |\n' "$1" "$(stat "${rps[@]}")" "$(stat "${per_cpu[@]}")"
 }
 

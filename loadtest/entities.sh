@@ -8,6 +8,7 @@
 # min–max) and commands per proxy CPU-second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 runs=${1:-3}
 n=${2:-100000}
 carts=${3:-1000}
@@ -20,7 +21,6 @@ fn_port=18180; proxy_port=19180; admin_port=19190
 "$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
 sleep 0.3
 
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 # One configuration: label, then massa flags. Each run uses a fresh data dir.
 measure() {
@@ -31,10 +31,7 @@ measure() {
     "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
       --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --data-dir "$work/data" "$@" 2>"$work/massa.log" &
     local pid=$!
-    for _ in $(seq 100); do
-      curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
-      sleep 0.1
-    done
+    wait_ready $admin_port
     local before; before=$(cpu_ns $pid)
     "$bin/massa-load" 127.0.0.1:$proxy_port --call com.example.shoppingcart.ShoppingCart/AddItem \
       --proto example/shoppingcart/shoppingcart.proto --import-path proto \
@@ -51,7 +48,6 @@ print(round(d["rps"]), round(lat[50]/1e3), round(lat[99]/1e3))' "$work/out.json"
     rps+=("$r"); p50+=("$a"); p99+=("$b")
     per_cpu+=("$(awk -v n="$n" -v c="$((after - before))" 'BEGIN {printf "%.0f", n / (c / 1e9)}')")
   done
-  stat() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
   printf '| %s | %s | %s µs | %s µs | %s |\n' "$label" "$(stat "${rps[@]}")" "$(stat "${p50[@]}")" "$(stat "${p99[@]}")" "$(stat "${per_cpu[@]}")"
 }
 

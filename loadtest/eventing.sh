@@ -9,6 +9,7 @@
 # usage: loadtest/eventing.sh [appends=100000] [ledgers=1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 n=${1:-100000}
 ledgers=${2:-1000}
 cargo build --release --bins -q
@@ -21,10 +22,7 @@ fn_port=18580; proxy_port=19580; admin_port=19590
 sleep 0.3
 "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
   --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --data-dir "$work/data" 2>"$work/massa.log" &
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready $admin_port
 
 # Sum of a metric over its label sets (delivered), or the max (lag).
 metric() { curl -sf "http://127.0.0.1:$admin_port/metrics" | awk -v m="$1" -v op="$2" '

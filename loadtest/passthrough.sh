@@ -10,6 +10,7 @@
 #      "--io-driver epoll"), CLIENTS/STREAMS (h2load -c/-m).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 runs=${1:-3}
 n=${2:-200000}
 clients=${CLIENTS:-16}
@@ -35,16 +36,10 @@ fn_pid=$!
 $pin_proxy "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
   --workers "${WORKERS:-1}" ${MASSA_ARGS:-} 2>"$work/massa.log" &
 massa_pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$admin_port/health/ready" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready $admin_port
 sleep 0.5
 idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status)
 
-# CPU time of every thread of a process, in ns (schedstat is exact on
-# tickless kernels, unlike /proc/PID/stat's clock ticks).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
 
 h2() { # url body
   $pin_client h2load -n "$n" -c "$clients" -m "$streams" -t 1 \

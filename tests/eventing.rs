@@ -77,10 +77,7 @@ fn append(massa: &Massa, ledger: &str, id: &str, text: &str) {
 }
 
 fn metric(massa: &Massa, name: &str, group: &str, log: &str) -> u64 {
-    let (_, body) = http_get(massa.admin, "/metrics").expect("metrics answer");
-    let prefix = format!("{name}{{group=\"{group}\",event_log=\"{log}\"}} ");
-    let line = body.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{body}"));
-    line.parse().unwrap()
+    support::metric(massa.admin, &format!("{name}{{group=\"{group}\",event_log=\"{log}\"}}"))
 }
 
 /// Waits until the metric reads `expected` (the function logs a delivery

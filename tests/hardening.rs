@@ -49,13 +49,6 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The value of an unlabelled metric from the admin port.
-fn metric(admin: u16, name: &str) -> u64 {
-    let (_, body) = http_get(admin, "/metrics").expect("metrics");
-    let line = body.lines().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| panic!("no {name}"));
-    line.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 /// An h2 connection of our own whose stream window we choose (0: the proxy
 /// may send headers but no data), driven on the current runtime.
 async fn raw_h2(port: u16, window: u32) -> SendRequest<Bytes> {
@@ -319,10 +312,7 @@ fn connections_over_the_limit_get_a_clear_refusal_in_their_protocol() {
     assert!(m.proc.log().contains("connection limit reached; refusing"));
     drop(held);
     // Once connections close, new clients are served again.
-    let served = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        run(async { Client::new(m.port).say("back").await.is_ok() })
-    });
+    let served = serves_again(m.port);
     assert!(served);
 }
 
@@ -583,10 +573,7 @@ fn running_out_of_file_descriptors_backs_off_quietly_and_recovers() {
     assert!(warnings >= 1, "EMFILE never happened (raise the flood); log:\n{log}");
     assert!(warnings <= 2, "{warnings} accept warnings in 3 s: not rate-limited");
     drop(flood);
-    let served = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        run(async { Client::new(m.port).say("back").await.is_ok() })
-    });
+    let served = serves_again(m.port);
     assert!(served, "never served again after the flood; log:\n{}", m.proc.log());
 }
 

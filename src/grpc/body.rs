@@ -119,8 +119,9 @@ impl MessageReader {
 
     /// [`single`](Self::single), with the charge for the message: the call
     /// keeps it while it holds the request.
-    pub async fn single_held(self) -> Result<(Bytes, Charge), Status> {
-        match self.timeout.clone() {
+    pub async fn single_held(mut self) -> Result<(Bytes, Charge), Status> {
+        // The whole request's deadline covers its partial messages too.
+        match self.timeout.take() {
             Some((deadlines, t)) => deadlines
                 .within(t, self.read_single())
                 .await
@@ -231,8 +232,10 @@ impl Responder {
     /// it is with h2. A slow reader thus applies backpressure to the caller
     /// (and through it to the function's stream) instead of growing buffers.
     pub async fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
-        let (stall, mut waiting) = (self.stall.clone(), Charge::new(&self.budget));
-        let body = self.body()?;
+        self.send_headers(HeaderMap::new())?;
+        let Responder { body, budget, stall, .. } = self;
+        let body = body.as_mut().expect("headers sent");
+        let mut waiting = Charge::new(budget);
         let (head, tail) = encode_message(payload);
         let mut left = head.len() + tail.as_ref().map_or(0, Bytes::len);
         if !waiting.grow(left) {
@@ -243,7 +246,7 @@ impl Responder {
             while !piece.is_empty() {
                 if body.capacity() == 0 {
                     let wait = wait_capacity(body, left);
-                    match &stall {
+                    match stall {
                         Some((deadlines, t)) => deadlines.within(*t, wait).await.map_err(|()| SendError::Stalled(*t))??,
                         None => wait.await?,
                     }

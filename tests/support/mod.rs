@@ -231,6 +231,24 @@ thread_local! {
     static LIVE_POOLS: RefCell<Vec<Rc<RefCell<Option<Rc<Pool>>>>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// One series of the admin port's Prometheus text, e.g. `massa_active_entities`
+/// or `name{label="v"}`.
+pub fn metric(admin: u16, series: &str) -> u64 {
+    let (_, body) = http_get(admin, "/metrics").expect("metrics answer");
+    let prefix = format!("{series} ");
+    let value = body.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {series} in\n{body}"));
+    value.parse().unwrap()
+}
+
+/// Whether `port` serves `Echo/Say` again within a few seconds (after an
+/// attack has been called off).
+pub fn serves_again(port: u16) -> bool {
+    (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        run(async { Client::new(port).say("back").await.is_ok() })
+    })
+}
+
 /// An HTTP/1.1 POST of a JSON body, as the TCK's HTTP checks send it.
 pub fn http_post_json(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
