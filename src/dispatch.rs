@@ -2,7 +2,7 @@
 //! serve the call, finish it with a status, count it.
 //!
 //! ```text
-//! h2 stream ─► content-type check ─► path ─┬─ reflection (v1alpha, v1)
+//! HTTP/2 stream ─► content-type check ─► path ─┬─ reflection (v1alpha, v1)
 //!                                          ├─ grpc.health.v1.Health
 //!                                          ├─ discovered method ─► entity::{action, stateful, crdt}
 //!                                          └─ unknown ─► UNIMPLEMENTED
@@ -11,13 +11,12 @@
 use std::{rc::Rc, sync::atomic::Ordering, time::Instant};
 
 use bytes::Bytes;
-use h2::{server::SendResponse, Reason, RecvStream};
-use http::{Method, Request, Response, StatusCode};
 
 use crate::admin::{health, reflection};
 use crate::discovery::EntityKind;
 use crate::entity::{action, crdt, stateful};
 use crate::grpc::{self, budget::Budget, Code, Responder, SendError, Status};
+use crate::http2::{server::Incoming, Headers, Reason, RecvStream, SendStream};
 use crate::server::Service;
 use crate::worker::Core;
 
@@ -66,22 +65,35 @@ impl End {
     }
 }
 
+/// A client's call as the entity modules see it: the request head (pseudo
+/// headers and metadata) and its body.
+pub struct Request {
+    pub head: Headers,
+    pub body: RecvStream,
+}
+
+impl Request {
+    /// The `:path` (`/pkg.Service/Method`).
+    pub fn path(&self) -> &str {
+        self.head.get_str(b":path").unwrap_or("")
+    }
+}
+
 impl Service for Core {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, budget: Rc<Budget>) {
+    async fn call(self: Rc<Self>, incoming: Incoming, budget: Rc<Budget>) {
         let started = Instant::now();
-        let is_grpc = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| grpc::is_grpc_content_type(v.as_bytes()));
-        if request.method() != Method::POST || !is_grpc {
-            return not_grpc(respond);
+        let Incoming { head, recv, send } = incoming;
+        let is_grpc = head.get(b"content-type").is_some_and(grpc::is_grpc_content_type);
+        if head.get(b":method") != Some(b"POST") || !is_grpc {
+            return not_grpc(send);
         }
-        let route = self.router.lookup(request.uri().path()).cloned();
+        let request = Request { head, body: recv };
+        let route = self.router.lookup(request.path()).cloned();
         let route_id = route.as_ref().map(|r| r.id);
         self.metrics.started(route_id);
         let stall = Some((self.deadlines.clone(), self.shared.config.send_stall_timeout));
-        let mut responder = Responder::bounded(respond, budget, stall);
-        let deadline = request.headers().get("grpc-timeout").and_then(|v| grpc::parse_timeout(v.as_bytes()));
+        let mut responder = Responder::bounded(send, budget, stall);
+        let deadline = request.head.get(b"grpc-timeout").and_then(grpc::parse_timeout);
         let work = Box::pin(serve(&self, route.as_ref(), request, &mut responder));
         let end = match deadline {
             None => work.await,
@@ -106,7 +118,7 @@ impl Service for Core {
 async fn serve(
     core: &Rc<Core>,
     route: Option<&crate::discovery::MethodRoute>,
-    request: Request<RecvStream>,
+    request: Request,
     responder: &mut Responder,
 ) -> End {
     if core.shared.draining.load(Ordering::Relaxed) && route.is_some() {
@@ -127,8 +139,8 @@ async fn serve(
     }
 }
 
-async fn serve_builtin(core: &Rc<Core>, request: Request<RecvStream>, responder: &mut Responder) -> End {
-    let path = request.uri().path().to_owned();
+async fn serve_builtin(core: &Rc<Core>, request: Request, responder: &mut Responder) -> End {
+    let path = request.path().to_owned();
     match path.as_str() {
         reflection::V1ALPHA_PATH => reflection::serve(core, reflection::Version::V1alpha, request, responder).await,
         reflection::V1_PATH => reflection::serve(core, reflection::Version::V1, request, responder).await,
@@ -148,15 +160,13 @@ fn unknown_path(core: &Core, path: &str) -> Status {
     }
 }
 
-/// gRPC requires POST with a gRPC content type; anything else on h2 gets a
-/// plain HTTP answer, as the gRPC spec suggests (415).
-fn not_grpc(mut respond: SendResponse<Bytes>) {
-    let response = Response::builder()
-        .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-        .header(http::header::CONTENT_TYPE, "text/plain")
-        .body(())
-        .expect("static response");
-    if let Ok(mut body) = respond.send_response(response, false) {
-        let _ = body.send_data(Bytes::from_static(b"Massa serves gRPC here: POST with content-type application/grpc\n"), true);
+/// gRPC requires POST with a gRPC content type; anything else on HTTP/2
+/// gets a plain HTTP answer, as the gRPC spec suggests (415).
+fn not_grpc(mut send: SendStream) {
+    let mut head = Headers::with_capacity(32, 2);
+    head.push(b":status", b"415");
+    head.push(b"content-type", b"text/plain");
+    if send.send_head(&[], Some(&head), false).is_ok() {
+        let _ = send.send_data(Bytes::from_static(b"Massa serves gRPC here: POST with content-type application/grpc\n"), true);
     }
 }

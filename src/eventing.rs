@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::discovery::{report_error, Backoff, Consumer, MethodRoute, Shape};
 use crate::effects::{decode_response, resolve};
 use crate::grpc::{encode_prost, Code, Status};
+use crate::userfn::Endpoint;
 use crate::proto::cloudstate::{action::ActionCommand, metadata_entry::Value, Metadata, MetadataEntry};
 use crate::proto::google::protobuf::Any;
 use crate::store::{StoreHandle, TaggedEvent, Write};
@@ -184,8 +185,8 @@ async fn deliver(core: &Rc<Core>, consumer: &Consumer, event: &TaggedEvent) -> R
 
 /// A server-streaming consumer: every response is resolved; the call
 /// succeeds when the stream ends cleanly.
-async fn streamed_out(core: &Rc<Core>, route: &MethodRoute, uri: &http::Uri, command: ActionCommand) -> Result<(), Status> {
-    let (mut send, response) = core.pool.open(uri, None).await?;
+async fn streamed_out(core: &Rc<Core>, route: &MethodRoute, endpoint: &Endpoint, command: ActionCommand) -> Result<(), Status> {
+    let (mut send, response) = core.pool.open(endpoint, None).await?;
     send.send_data(encode_prost(&command), true).map_err(upstream_status)?;
     let mut responses = CallResponse::open(response, core.max_message_size()).await?;
     while let Some(body) = responses.message().await? {

@@ -28,7 +28,8 @@
 //! - [`config`]: flags, environment, config file.
 //! - [`runtime`]: executors, pinning, drivers, the shutdown notifier.
 //! - [`worker`]: one core's state and its control messages.
-//! - [`server`]: listeners, protocol detection, h2 and minimal HTTP/1.1.
+//! - [`server`]: listeners, protocol detection, HTTP/2 connections and minimal HTTP/1.1.
+//! - [`http2`]: our HTTP/2 (both roles), HPACK.
 //! - [`grpc`]: framing, status, message streams (both directions).
 //! - [`dispatch`]: the public port's per-call lifecycle.
 //! - [`discovery`]: `discover`, spec validation, the routing table.
@@ -54,6 +55,7 @@ pub mod effects;
 pub mod entity;
 pub mod eventing;
 pub mod grpc;
+pub mod http2;
 pub mod proto;
 pub mod runtime;
 pub mod server;

@@ -15,7 +15,6 @@ use std::{
 };
 
 use futures_channel::oneshot;
-use http::Uri;
 use tracing::{info, warn};
 
 use crate::admin::metrics::{CoreMetrics, Snapshot};
@@ -25,6 +24,7 @@ use crate::entity::cache::StateCache;
 use crate::entity::stateful::{self, Entities};
 use crate::shard::Envelope;
 use crate::store::{self, StoreHandle};
+use crate::userfn::Endpoint;
 use crate::discovery::{EntityKind, Router};
 use crate::eventing;
 use crate::runtime::{self, deadlines::Deadlines, Notify};
@@ -74,10 +74,10 @@ impl Shared {
 
 /// The user-function paths an action service is called on, by shape.
 pub struct ActionUris {
-    pub unary: Uri,
-    pub streamed_in: Uri,
-    pub streamed_out: Uri,
-    pub streamed: Uri,
+    pub unary: Endpoint,
+    pub streamed_in: Endpoint,
+    pub streamed_out: Endpoint,
+    pub streamed: Endpoint,
 }
 
 /// Everything one core owns.
@@ -115,10 +115,10 @@ impl Core {
             .iter()
             .map(|s| {
                 (s.kind == EntityKind::Action).then(|| ActionUris {
-                    unary: pool.uri(&format!("/{}/handleUnary", s.protocol)),
-                    streamed_in: pool.uri(&format!("/{}/handleStreamedIn", s.protocol)),
-                    streamed_out: pool.uri(&format!("/{}/handleStreamedOut", s.protocol)),
-                    streamed: pool.uri(&format!("/{}/handleStreamed", s.protocol)),
+                    unary: pool.endpoint(&format!("/{}/handleUnary", s.protocol)),
+                    streamed_in: pool.endpoint(&format!("/{}/handleStreamedIn", s.protocol)),
+                    streamed_out: pool.endpoint(&format!("/{}/handleStreamedOut", s.protocol)),
+                    streamed: pool.endpoint(&format!("/{}/handleStreamed", s.protocol)),
                 })
             })
             .collect();
@@ -150,7 +150,7 @@ impl Core {
 
     /// A client request's reader, charged to the call's connection and
     /// bounded by the body timeout.
-    pub fn request_reader(&self, body: h2::RecvStream, responder: &Responder) -> MessageReader {
+    pub fn request_reader(&self, body: crate::http2::RecvStream, responder: &Responder) -> MessageReader {
         let timeout = Some((self.deadlines.clone(), self.shared.config.body_timeout));
         MessageReader::bounded(body, self.max_message_size(), responder.budget(), timeout)
     }

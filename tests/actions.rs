@@ -27,8 +27,8 @@ fn unary_passes_payload_and_metadata_both_ways() {
             c.call("/example.echo.Echo/Say", Some(&header("x-echo-request", "abc")), framed).await;
         status.unwrap();
         let headers = headers.unwrap();
-        assert_eq!(headers["x-echo-method"], "Say", "reply metadata becomes response headers");
-        assert_eq!(headers["x-echo-request-seen"], "abc", "request headers reach ActionCommand.metadata");
+        assert_eq!(headers.get_str(b"x-echo-method"), Some("Say"), "reply metadata becomes response headers");
+        assert_eq!(headers.get_str(b"x-echo-request-seen"), Some("abc"), "request headers reach ActionCommand.metadata");
         assert_eq!(msgs.len(), 1);
         assert_eq!(c.say("second call, same connection").await.unwrap(), "second call, same connection");
     });
@@ -119,10 +119,10 @@ fn client_cancellation_reaches_the_function() {
     run(async {
         let slow = EchoRequest { text: "c1".into(), delay_ms: 30_000, ..Default::default() };
         let pool = c.pool();
-        let (mut send, response) = pool.open(&pool.uri("/example.echo.Echo/Say"), None).await.unwrap();
+        let (mut send, response) = pool.open(&pool.endpoint("/example.echo.Echo/Say"), None).await.unwrap();
         send.send_data(encode_prost(&slow), true).unwrap();
         monoio::time::sleep(Duration::from_millis(200)).await;
-        send.send_reset(h2::Reason::CANCEL);
+        send.send_reset(massa::http2::Reason::CANCEL);
         drop(response);
         eventually("the function to see the cancellation", || async {
             let r = c.echo("Recorded", &[text_req("")]).await.unwrap();

@@ -12,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use h2::{server::SendResponse, RecvStream};
+use massa::http2::server::Incoming;
 use prost::Message;
 
 use massa::config::IoDriver;
@@ -56,9 +56,9 @@ async fn process(c: &Client, r: &Request) -> Result<Response, Status> {
 }
 
 /// A `ProcessStreamed` call, open.
-async fn streamed(c: &Client, r: &StreamedRequest) -> (h2::SendStream<Bytes>, h2::client::ResponseFuture) {
+async fn streamed(c: &Client, r: &StreamedRequest) -> (massa::http2::SendStream, massa::http2::client::ResponseFuture) {
     let pool = c.pool();
-    let (mut send, response) = pool.open(&pool.uri(&format!("/{MODEL}/ProcessStreamed")), None).await.unwrap();
+    let (mut send, response) = pool.open(&pool.endpoint(&format!("/{MODEL}/ProcessStreamed")), None).await.unwrap();
     send.send_data(encode_prost(r), true).unwrap();
     (send, response)
 }
@@ -127,7 +127,7 @@ fn streamed_calls_follow_the_state_and_cancellation_runs_the_cancel_update() {
         let (mut silent_send, _silent) = streamed(&c, &silent).await;
         // Its command is in once a later one has been answered (one stream, in order).
         assert_eq!(process(&c, &q(id, vec![])).await.unwrap(), g(2));
-        silent_send.send_reset(h2::Reason::CANCEL);
+        silent_send.send_reset(massa::http2::Reason::CANCEL);
         assert_eq!(next(&mut monitor).await.unwrap(), Some(g(12)), "the cancel update reached the monitor");
         assert_eq!(process(&c, &q(id, vec![])).await.unwrap(), g(12), "and is the entity's state");
         // Deleting ends the open call and every later command.
@@ -226,10 +226,10 @@ impl Scripted {
 }
 
 impl Service for Scripted {
-    async fn call(self: Rc<Self>, request: http::Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
-        let path = request.uri().path().to_owned();
-        let mut responder = Responder::new(respond);
-        let reader = MessageReader::new(request.into_body(), 1 << 20);
+    async fn call(self: Rc<Self>, request: Incoming, _budget: Rc<Budget>) {
+        let path = request.head.get_str(b":path").unwrap_or("").to_owned();
+        let mut responder = Responder::new(request.send);
+        let reader = MessageReader::new(request.recv, 1 << 20);
         let outcome = match path.as_str() {
             "/cloudstate.EntityDiscovery/discover" => {
                 let entity = Entity { entity_type: CRDT_PROTOCOL.into(), service_name: MODEL.into(), ..Default::default() };
@@ -257,8 +257,8 @@ fn start_scripted(port: u16) -> Arc<Mutex<Seen>> {
             let listener = monoio::net::TcpListener::bind(format!("127.0.0.1:{port}").as_str()).unwrap();
             let service = Rc::new(Scripted(shared));
             while let Ok((stream, _)) = listener.accept().await {
-                let io = stream.try_into_poll_io().map_err(|(e, _)| e).unwrap();
-                monoio::spawn(serve_h2(io, service.clone(), Notify::new(), H2Options::user_function(None), Budget::unlimited()));
+                let options = H2Options::user_function(None);
+                monoio::spawn(serve_h2(stream, bytes::BytesMut::new(), service.clone(), Notify::new(), options, Budget::unlimited()));
             }
         };
         let _ = massa::runtime::block_on(IoDriver::Epoll, serve);

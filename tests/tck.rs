@@ -403,7 +403,7 @@ mod action_tck {
         run(async {
             let c = Client::new(t.massa.port);
             let pool = c.pool();
-            let (mut send, response) = pool.open(&pool.uri(&path("ProcessStreamed")), None).await.unwrap();
+            let (mut send, response) = pool.open(&pool.endpoint(&path("ProcessStreamed")), None).await.unwrap();
             let first = req(vec![vec![fwd("one")]]);
             send.send_data(encode_prost(&first), false).unwrap();
             let mut response = massa::userfn::CallResponse::open(response, 1 << 20).await.unwrap();
@@ -455,7 +455,7 @@ mod action_tck {
         run(async {
             let c = Client::new(t.massa.port);
             let pool = c.pool();
-            let (mut send, response) = pool.open(&pool.uri(&path("ProcessStreamed")), None).await.unwrap();
+            let (mut send, response) = pool.open(&pool.endpoint(&path("ProcessStreamed")), None).await.unwrap();
             // Nothing sent yet: the proxy must already have opened the stream.
             let s = t.connection_async(STREAMED).await;
             let cs = t.events_async(s, 1, 0).await;
@@ -1138,7 +1138,7 @@ mod crdt_tck {
             let c = Client::new(t.massa.port);
             let pool = c.pool();
             let monitor_req = StreamedRequest { id: id.clone(), ..Default::default() };
-            let (mut monitor_send, monitor) = pool.open(&pool.uri(&path), None).await.unwrap();
+            let (mut monitor_send, monitor) = pool.open(&pool.endpoint(&path), None).await.unwrap();
             monitor_send.send_data(encode_prost(&monitor_req), true).unwrap();
             let mut monitor = massa::userfn::CallResponse::open(monitor, 1 << 20).await.unwrap();
             assert_eq!(next(&mut monitor).await, st0);
@@ -1155,7 +1155,7 @@ mod crdt_tck {
                 empty: true,
                 ..Default::default()
             };
-            let (mut connect_send, connect) = pool.open(&pool.uri(&path), None).await.unwrap();
+            let (mut connect_send, connect) = pool.open(&pool.endpoint(&path), None).await.unwrap();
             connect_send.send_data(encode_prost(&connect_req), true).unwrap();
             assert_eq!(next(&mut monitor).await, st1);
             let c1 = t.stream_async(1, 3, 3).await;
@@ -1173,7 +1173,7 @@ mod crdt_tck {
             })
             .await;
             assert!(silent.is_err(), "connect must stay open and silent, got {silent:?}");
-            connect_send.send_reset(h2::Reason::CANCEL);
+            connect_send.send_reset(massa::http2::Reason::CANCEL);
             assert_eq!(next(&mut monitor).await, st0);
             let c1 = t.stream_async(1, 4, 5).await;
             assert_eq!(input(&c1, 3), cancelled(2));
@@ -1182,7 +1182,7 @@ mod crdt_tck {
             assert_eq!(output(&c1, 3), CrdtStreamOut { message: Some(Out::StreamCancelledResponse(response)) });
             assert_eq!(output(&c1, 4), streamed(1, &st0));
 
-            monitor_send.send_reset(h2::Reason::CANCEL);
+            monitor_send.send_reset(massa::http2::Reason::CANCEL);
             drop(monitor);
             let c1 = t.stream_async(1, 5, 6).await;
             assert_eq!(input(&c1, 4), cancelled(1));

@@ -11,12 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::Uri;
 
 use massa::config::IoDriver;
 use massa::discovery::Shape;
-use massa::grpc::{encode_message, wait_capacity, Code, HEADER_LEN};
-use massa::userfn::{CallResponse, Pool, Target};
+use massa::grpc::{encode_message, wait_capacity, Code};
+use massa::userfn::{CallResponse, Endpoint, Pool, Target};
 
 use crate::report::Stats;
 use crate::request::Plan;
@@ -94,7 +93,7 @@ fn worker(t: usize, load: Arc<Load>, progress: Arc<Progress>, start: Instant) ->
     let lanes = share(load.concurrency, load.threads, t).max(1);
     let body = async {
         let pool = Rc::new(Pool::new(load.target.clone(), connections));
-        let uri = pool.uri(&load.plan.path);
+        let uri = Rc::new(pool.endpoint(&load.plan.path));
         let handles: Vec<_> = (0..lanes)
             .map(|_| monoio::spawn(lane(pool.clone(), uri.clone(), load.clone(), progress.clone(), start)))
             .collect();
@@ -109,7 +108,7 @@ fn worker(t: usize, load: Arc<Load>, progress: Arc<Progress>, start: Instant) ->
 }
 
 /// One in-flight slot: takes the next request index until the run ends.
-async fn lane(pool: Rc<Pool>, uri: Uri, load: Arc<Load>, progress: Arc<Progress>, start: Instant) -> Stats {
+async fn lane(pool: Rc<Pool>, uri: Rc<Endpoint>, load: Arc<Load>, progress: Arc<Progress>, start: Instant) -> Stats {
     let mut stats = Stats::default();
     let deadline = load.duration.map(|d| start + d);
     loop {
@@ -149,19 +148,19 @@ async fn lane(pool: Rc<Pool>, uri: Uri, load: Arc<Load>, progress: Arc<Progress>
     stats
 }
 
-async fn call(pool: &Pool, uri: &Uri, load: &Load, i: u64) -> Result<(), (Code, String)> {
+async fn call(pool: &Pool, uri: &Endpoint, load: &Load, i: u64) -> Result<(), (Code, String)> {
     let request = load.plan.request(i).map_err(|e| (Code::InvalidArgument, e))?;
     let (mut send, response) = pool.open(uri, None).await.map_err(|s| (s.code, s.message))?;
     let messages = match load.plan.shape {
         Shape::Unary | Shape::ServerStreaming => 1,
         Shape::ClientStreaming | Shape::Bidi => load.stream_messages,
     };
-    let failed = |e: h2::Error| (Code::Unavailable, e.to_string());
+    let failed = |e: massa::http2::Error| (Code::Unavailable, e.to_string());
     for m in 0..messages {
         if messages > 1 {
             // Streams wait for window like real clients; a unary request
             // always fits the initial window.
-            wait_capacity(&mut send, request.len() + HEADER_LEN).await.map_err(failed)?;
+            wait_capacity(&mut send).await.map_err(failed)?;
         }
         let (head, tail) = encode_message(request.clone());
         let last = m + 1 == messages && tail.is_none();

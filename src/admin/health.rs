@@ -3,8 +3,7 @@
 
 use std::rc::Rc;
 
-use h2::RecvStream;
-use http::Request;
+use crate::dispatch::Request;
 
 use crate::dispatch::End;
 use crate::grpc::{Code, Responder, Status};
@@ -22,8 +21,8 @@ fn status_of(core: &Core, service: &str) -> Option<ServingStatus> {
     known.then_some(if serving { ServingStatus::Serving } else { ServingStatus::NotServing })
 }
 
-async fn read_request(core: &Core, request: Request<RecvStream>, responder: &Responder) -> Result<HealthCheckRequest, Status> {
-    let body = core.request_reader(request.into_body(), responder).single().await?;
+async fn read_request(core: &Core, request: Request, responder: &Responder) -> Result<HealthCheckRequest, Status> {
+    let body = core.request_reader(request.body, responder).single().await?;
     prost::Message::decode(body).map_err(|e| Status::new(Code::InvalidArgument, format!("bad HealthCheckRequest: {e}")))
 }
 
@@ -31,7 +30,7 @@ fn response(status: ServingStatus) -> bytes::Bytes {
     prost::Message::encode_to_vec(&HealthCheckResponse { status: status as i32 }).into()
 }
 
-pub async fn check(core: &Rc<Core>, request: Request<RecvStream>, responder: &mut Responder) -> End {
+pub async fn check(core: &Rc<Core>, request: Request, responder: &mut Responder) -> End {
     let req = match read_request(core, request, responder).await {
         Ok(r) => r,
         Err(status) => return End::Status(status),
@@ -46,7 +45,7 @@ pub async fn check(core: &Rc<Core>, request: Request<RecvStream>, responder: &mu
 }
 
 /// Sends the current status, then NOT_SERVING when this core shuts down.
-pub async fn watch(core: &Rc<Core>, request: Request<RecvStream>, responder: &mut Responder) -> End {
+pub async fn watch(core: &Rc<Core>, request: Request, responder: &mut Responder) -> End {
     let req = match read_request(core, request, responder).await {
         Ok(r) => r,
         Err(status) => return End::Status(status),

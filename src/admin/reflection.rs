@@ -10,8 +10,7 @@
 use std::{collections::HashSet, rc::Rc, sync::OnceLock};
 
 use bytes::Bytes;
-use h2::RecvStream;
-use http::Request;
+use crate::dispatch::Request;
 use prost::Message;
 use prost_reflect::{DescriptorPool, FileDescriptor};
 
@@ -40,8 +39,8 @@ fn admin_pool() -> &'static DescriptorPool {
 }
 
 /// Answers each request of the stream in order.
-pub async fn serve(core: &Rc<Core>, version: Version, request: Request<RecvStream>, responder: &mut Responder) -> End {
-    let mut reader = core.request_reader(request.into_body(), responder);
+pub async fn serve(core: &Rc<Core>, version: Version, request: Request, responder: &mut Responder) -> End {
+    let mut reader = core.request_reader(request.body, responder);
     loop {
         let body = match reader.message().await {
             Ok(Some(body)) => body,

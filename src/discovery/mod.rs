@@ -45,7 +45,7 @@ pub async fn discover(
     max_message_size: usize,
 ) -> Result<Router, String> {
     let request = encode_prost(&proxy_info(accept));
-    let uri = pool.uri(DISCOVER);
+    let uri = pool.endpoint(DISCOVER);
     let spec = loop {
         match unary(pool, &uri, request.clone(), max_message_size).await {
             Ok((_, body)) => match EntitySpec::decode(body) {
@@ -92,7 +92,7 @@ pub async fn discover(
 /// as some SDKs cannot even answer this call.
 pub async fn report_error(pool: &Pool, message: &str) {
     let request = encode_prost(&UserFunctionError { message: message.to_owned() });
-    let uri = pool.uri(REPORT_ERROR);
+    let uri = pool.endpoint(REPORT_ERROR);
     let call = unary(pool, &uri, request, 1 << 20);
     match monoio::time::timeout(REPORT_TIMEOUT, call).await {
         Ok(Ok(_)) => debug!("reported error to user function"),

@@ -15,24 +15,22 @@
 use std::{pin::pin, rc::Rc};
 
 use bytes::Bytes;
-use h2::{client::ResponseFuture, RecvStream};
-use http::Request;
+use crate::http2::{self, client::ResponseFuture};
 
 use super::metadata;
-use crate::dispatch::End;
+use crate::dispatch::{End, Request};
 use crate::discovery::{MethodRoute, Shape};
 use crate::effects::{decode_response, resolve};
 use crate::grpc::{encode_prost, wait_capacity, Code, MessageReader, Responder};
 use crate::proto::cloudstate::{action::ActionCommand, Metadata};
 use crate::proto::google::protobuf::Any;
-use crate::userfn::{self, upstream_status, CallResponse};
+use crate::userfn::{self, upstream_status, CallResponse, Endpoint};
 use crate::worker::Core;
 
 /// Serves one client call of an action method.
-pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request<RecvStream>, responder: &mut Responder) -> End {
-    let (parts, body) = request.into_parts();
-    let metadata = metadata::from_headers(&parts.headers);
-    let reader = core.request_reader(body, responder);
+pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request, responder: &mut Responder) -> End {
+    let metadata = metadata::from_headers(&request.head);
+    let reader = core.request_reader(request.body, responder);
     let uris = core.action_uris(route.service).expect("action routes have action URIs");
     match route.shape {
         Shape::Unary => Box::pin(unary(core, route, metadata, reader, responder)).await,
@@ -48,7 +46,7 @@ async fn streamed_out(
     route: &MethodRoute,
     metadata: Metadata,
     reader: MessageReader,
-    uri: &http::Uri,
+    endpoint: &Endpoint,
     responder: &mut Responder,
 ) -> End {
     let (payload, _held) = match reader.single_held().await {
@@ -56,7 +54,7 @@ async fn streamed_out(
         Err(status) => return End::Status(status),
     };
     let command = first_command(core, route, Some(payload), metadata);
-    match core.pool.open(uri, None).await {
+    match core.pool.open(endpoint, None).await {
         Ok((mut send, response)) => match send.send_data(encode_prost(&command), true) {
             Ok(()) => relay(core, route, response, responder).await,
             Err(e) => End::from_upstream(upstream_status(e)),
@@ -88,10 +86,10 @@ async fn streamed(
     route: &MethodRoute,
     metadata: Metadata,
     mut reader: MessageReader,
-    uri: &http::Uri,
+    endpoint: &Endpoint,
     responder: &mut Responder,
 ) -> End {
-    let (mut send, response) = match core.pool.open(uri, None).await {
+    let (mut send, response) = match core.pool.open(endpoint, None).await {
         Ok(call) => call,
         Err(status) => return End::from_upstream(status),
     };
@@ -110,7 +108,7 @@ async fn streamed(
                         ..ActionCommand::default()
                     };
                     let framed = encode_prost(&command);
-                    if wait_capacity(&mut send, framed.len()).await.and_then(|()| send.send_data(framed, false)).is_err() {
+                    if wait_capacity(&mut send).await.and_then(|()| send.send_data(framed, false)).is_err() {
                         // The function's side failed; the relay reports why.
                         return Ok(());
                     }
@@ -120,7 +118,7 @@ async fn streamed(
                     return Ok(());
                 }
                 Err(e) => {
-                    send.send_reset(h2::Reason::CANCEL);
+                    send.send_reset(http2::Reason::CANCEL);
                     return Err(e.into_client_status());
                 }
             }
@@ -169,7 +167,7 @@ async fn relay(core: &Rc<Core>, route: &MethodRoute, response: ResponseFuture, r
         };
         match resolve(core, response, &route.path, 0).await {
             Ok(Some(reply)) => {
-                if !responder.started() && responder.send_headers(metadata::to_headers(reply.metadata.as_ref())).is_err() {
+                if !responder.started() && responder.send_headers(Some(&metadata::to_headers(reply.metadata.as_ref()))).is_err() {
                     return End::ClientGone;
                 }
                 let payload = reply.payload.map(|p| p.value).unwrap_or_default();

@@ -22,7 +22,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use h2::{client::ResponseFuture, SendStream};
+use crate::http2::{client::ResponseFuture, SendStream};
 use tracing::debug;
 
 use super::cache::Cached;
@@ -66,11 +66,11 @@ fn store_id(svc: &EntityService) -> &str {
 
 /// Serves a client's call of a CRDT method: unary like other entities,
 /// server-streaming until the entity or the client ends it.
-pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<h2::RecvStream>, responder: &mut Responder) -> DispatchEnd {
+pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: crate::dispatch::Request, responder: &mut Responder) -> DispatchEnd {
     if route.shape != Shape::ServerStreaming {
         return stateful::serve(core, route, request, responder).await;
     }
-    let reader = core.request_reader(request.into_body(), responder);
+    let reader = core.request_reader(request.body, responder);
     let (payload, _held) = match reader.single_held().await {
         Ok(request) => request,
         Err(status) => return DispatchEnd::Status(status),
@@ -91,7 +91,7 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<
             Ok(Some(reply)) => {
                 // Headers only with the first message: a call answered with
                 // nothing yet stays silent, as the TCK checks.
-                if !responder.started() && responder.send_headers(super::metadata::to_headers(reply.metadata.as_ref())).is_err() {
+                if !responder.started() && responder.send_headers(Some(&super::metadata::to_headers(reply.metadata.as_ref()))).is_err() {
                     return DispatchEnd::ClientGone;
                 }
                 if let Err(e) = responder.send(reply.payload.map(|p| p.value).unwrap_or_default()).await {
@@ -108,7 +108,7 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<
 /// task reading theirs, so the loop can wait for replies, commands and
 /// cancellations at once.
 pub(super) struct Link {
-    send: SendStream<Bytes>,
+    send: SendStream,
     incoming: flume::Receiver<Result<Bytes, Status>>,
     /// Dropped with the link: stops the reader, which resets the stream.
     _stop: oneshot::Sender<()>,
@@ -116,7 +116,7 @@ pub(super) struct Link {
 
 impl Link {
     async fn open(core: &Core, svc: &EntityService) -> Result<Link, Status> {
-        let uri = core.pool.uri(&format!("/{}/handle", svc.protocol));
+        let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
         let (send, response) = core.pool.open(&uri, None).await?;
         let (tx, incoming) = flume::bounded(INCOMING);
         let (stop, stopped) = oneshot::channel();
@@ -126,7 +126,7 @@ impl Link {
 
     async fn send(&mut self, message: crdt_stream_in::Message) -> Result<(), Status> {
         let framed = encode_prost(&CrdtStreamIn { message: Some(message) });
-        wait_capacity(&mut self.send, framed.len()).await.map_err(upstream_status)?;
+        wait_capacity(&mut self.send).await.map_err(upstream_status)?;
         self.send.send_data(framed, false).map_err(upstream_status)
     }
 

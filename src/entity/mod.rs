@@ -28,7 +28,7 @@ pub async fn respond_unary(responder: &mut Responder, work: impl Future<Output =
         Ok(Some(reply)) => {
             let headers = metadata::to_headers(reply.metadata.as_ref());
             let payload = reply.payload.map(|p| p.value).unwrap_or_default();
-            if responder.send_headers(headers).is_err() {
+            if responder.send_headers(Some(&headers)).is_err() {
                 return End::ClientGone;
             }
             match responder.send_only(payload).await {

@@ -19,7 +19,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_channel::oneshot;
-use h2::{client::ResponseFuture, SendStream};
+use crate::http2::{client::ResponseFuture, SendStream};
 use tracing::{debug, warn};
 
 use super::cache::Cached;
@@ -373,8 +373,8 @@ pub async fn sweep_idle(core: Rc<Core>) {
 }
 
 /// Serves a client's unary call of an entity method.
-pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: http::Request<h2::RecvStream>, responder: &mut Responder) -> DispatchEnd {
-    let reader = core.request_reader(request.into_body(), responder);
+pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: crate::dispatch::Request, responder: &mut Responder) -> DispatchEnd {
+    let reader = core.request_reader(request.body, responder);
     // The request stays charged to its connection until the call ends, in
     // whichever entity queue or mailbox it waits.
     let (payload, _held) = match reader.single_held().await {
@@ -512,14 +512,14 @@ impl Closing {
 
 /// The function-side stream of a live event-sourced or value entity.
 pub(super) struct Stream {
-    send: SendStream<Bytes>,
+    send: SendStream,
     response: Option<ResponseFuture>,
     upstream: Option<CallResponse>,
 }
 
 impl Stream {
     async fn send(&mut self, framed: Bytes) -> Result<(), Status> {
-        wait_capacity(&mut self.send, framed.len()).await.map_err(upstream_status)?;
+        wait_capacity(&mut self.send).await.map_err(upstream_status)?;
         self.send.send_data(framed, false).map_err(upstream_status)
     }
 
@@ -617,7 +617,7 @@ async fn session(
         Ok(s) => s,
         Err(status) => return End::Crashed(status),
     };
-    let uri = core.pool.uri(&format!("/{}/handle", svc.protocol));
+    let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
     let mut stream = match core.pool.open(&uri, None).await {
         Ok((send, response)) => Stream { send, response: Some(response), upstream: None },
         Err(status) => return End::Crashed(status),

@@ -1,23 +1,23 @@
-//! Message streams over h2 bodies: a reader that yields whole messages and a
-//! responder that sends headers, messages and trailers in gRPC's order.
+//! Message streams over HTTP/2 bodies: a reader that yields whole messages
+//! and a responder that sends headers, messages and trailers in gRPC's order.
 
-use std::{rc::Rc, time::Duration};
+use std::{future::poll_fn, rc::Rc, time::Duration};
 
 use bytes::Bytes;
-use h2::{server::SendResponse, RecvStream, SendStream};
-use http::{HeaderMap, HeaderValue, Response};
+
+use crate::http2::{self, server::GRPC_HEAD, Headers, RecvStream, SendStream};
 
 use super::budget::{Budget, Charge};
 use crate::runtime::deadlines::Deadlines;
-use super::{encode_message, Code, Decoder, FrameError, Status, CONTENT_TYPE};
+use super::{encode_message, Code, Decoder, FrameError, Status};
 
 /// Why reading a message stream failed.
 #[derive(Debug)]
 pub enum ReadError {
     /// The peer sent bytes that are not valid gRPC framing.
     Frame(FrameError),
-    /// The h2 stream failed (reset, connection lost).
-    Stream(h2::Error),
+    /// The HTTP/2 stream failed (reset, connection lost).
+    Stream(http2::Error),
     /// A started message (or a unary request) did not arrive in time.
     Incomplete(Duration),
     /// Assembling it would pass the connection's or core's buffer limit.
@@ -41,8 +41,8 @@ impl ReadError {
     }
 }
 
-/// Yields whole gRPC messages from an h2 body. Data is pulled from h2 (and
-/// its window released) only when the call asks for the next message, so
+/// Yields whole gRPC messages from an HTTP/2 body. Data is pulled (and its
+/// window released) only when the call asks for the next message, so
 /// an unread stream holds at most its window. Bytes pulled to assemble a
 /// message, and the last message handed out, are charged to the
 /// connection's [`Budget`] until the next message is asked for (a unary
@@ -98,7 +98,7 @@ impl MessageReader {
             };
             match data {
                 Some(Ok(chunk)) => {
-                    let _ = self.body.flow_control().release_capacity(chunk.len());
+                    self.body.release_capacity(chunk.len());
                     self.decoder.push(chunk);
                     if !self.buffered.set(self.decoder.buffered() + self.handed) {
                         return Err(ReadError::OverBudget);
@@ -142,20 +142,20 @@ impl MessageReader {
     }
 
     /// The trailers, after [`message`](Self::message) returned `None`.
-    pub async fn trailers(&mut self) -> Result<Option<HeaderMap>, h2::Error> {
+    pub async fn trailers(&mut self) -> Result<Option<Headers>, http2::Error> {
         self.body.trailers().await
     }
 }
 
-/// Largest reply [`Responder::send_only`] hands to h2 without waiting for
-/// the client's window.
+/// Largest reply [`Responder::send_only`] queues without waiting for the
+/// client's window.
 pub const SMALL_REPLY: usize = 16 * 1024;
 
 /// Why a reply message could not be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("client stream failed: {0}")]
-    Stream(#[from] h2::Error),
+    Stream(#[from] http2::Error),
     #[error("client opened no flow-control window for {0:?}")]
     Stalled(Duration),
     #[error("replies waiting for this client's window exceed the connection's buffer limit")]
@@ -165,25 +165,24 @@ pub enum SendError {
 /// The server side of one gRPC response: headers once, messages, then
 /// trailers (or a trailers-only response when nothing was sent).
 ///
-/// Messages go out only as the client's window allows (h2 itself queues at
-/// most its small per-stream send buffer); the part still waiting for
-/// window is charged to the connection's [`Budget`], and a client that
-/// opens no window for the stall timeout loses the call.
+/// Messages go out only as the client's window allows; the part still
+/// waiting for window is charged to the connection's [`Budget`], and a
+/// client that opens no window for the stall timeout loses the call.
 pub struct Responder {
-    respond: SendResponse<Bytes>,
-    body: Option<SendStream<Bytes>>,
+    send: SendStream,
+    started: bool,
     budget: Rc<Budget>,
     stall: Option<(Rc<Deadlines>, Duration)>,
 }
 
 impl Responder {
     /// No budget and no stall timeout (user functions, tests).
-    pub fn new(respond: SendResponse<Bytes>) -> Responder {
-        Responder::bounded(respond, Budget::unlimited(), None)
+    pub fn new(send: SendStream) -> Responder {
+        Responder::bounded(send, Budget::unlimited(), None)
     }
 
-    pub fn bounded(respond: SendResponse<Bytes>, budget: Rc<Budget>, stall: Option<(Rc<Deadlines>, Duration)>) -> Responder {
-        Responder { respond, body: None, budget, stall }
+    pub fn bounded(send: SendStream, budget: Rc<Budget>, stall: Option<(Rc<Deadlines>, Duration)>) -> Responder {
+        Responder { send, started: false, budget, stall }
     }
 
     /// The budget this call's buffers are charged to (its connection's).
@@ -193,68 +192,59 @@ impl Responder {
 
     /// Whether response headers went out already.
     pub fn started(&self) -> bool {
-        self.body.is_some()
+        self.started
     }
 
     /// Sends the response headers with extra metadata (no-op once started).
-    pub fn send_headers(&mut self, metadata: HeaderMap) -> Result<(), h2::Error> {
-        if self.body.is_none() {
-            let mut response = grpc_response();
-            response.headers_mut().extend(metadata);
-            self.body = Some(self.respond.send_response(response, false)?);
+    pub fn send_headers(&mut self, metadata: Option<&Headers>) -> Result<(), http2::Error> {
+        if !self.started {
+            self.send.send_head(&GRPC_HEAD, metadata, false)?;
+            self.started = true;
         }
         Ok(())
     }
 
-    fn body(&mut self) -> Result<&mut SendStream<Bytes>, h2::Error> {
-        self.send_headers(HeaderMap::new())?;
-        Ok(self.body.as_mut().expect("headers sent"))
-    }
-
-    /// Sends the only message of a reply. A small one goes to h2 at once
-    /// even past the client's window: one per stream, so at most
-    /// [`SMALL_REPLY`] per stream waits in h2 for window, and the common
-    /// unary reply costs one h2 call instead of a capacity negotiation.
+    /// Sends the only message of a reply. A small one is queued at once even
+    /// past the client's window: one per stream, so at most [`SMALL_REPLY`]
+    /// per stream waits for window, and the common unary reply costs no
+    /// capacity negotiation.
     pub async fn send_only(&mut self, payload: Bytes) -> Result<(), SendError> {
         if payload.len() > SMALL_REPLY {
             return self.send(payload).await;
         }
-        let body = self.body()?;
+        self.send_headers(None)?;
         let (head, tail) = encode_message(payload);
-        body.send_data(head, false)?;
+        self.send.send_data(head, false)?;
         if let Some(tail) = tail {
-            body.send_data(tail, false)?;
+            self.send.send_data(tail, false)?;
         }
         Ok(())
     }
 
     /// Sends one message as the client's window opens; resolves once all of
-    /// it is with h2. A slow reader thus applies backpressure to the caller
+    /// it is queued. A slow reader thus applies backpressure to the caller
     /// (and through it to the function's stream) instead of growing buffers.
     pub async fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
-        self.send_headers(HeaderMap::new())?;
-        let Responder { body, budget, stall, .. } = self;
-        let body = body.as_mut().expect("headers sent");
+        self.send_headers(None)?;
+        let Responder { send, budget, stall, .. } = self;
         let mut waiting = Charge::new(budget);
         let (head, tail) = encode_message(payload);
-        let mut left = head.len() + tail.as_ref().map_or(0, Bytes::len);
+        let left = head.len() + tail.as_ref().map_or(0, Bytes::len);
         if !waiting.grow(left) {
             return Err(SendError::OverBudget);
         }
-        body.reserve_capacity(left);
         for mut piece in [Some(head), tail].into_iter().flatten() {
             while !piece.is_empty() {
-                if body.capacity() == 0 {
-                    let wait = wait_capacity(body, left);
+                if send.capacity() == 0 {
+                    let wait = wait_capacity(send);
                     match stall {
                         Some((deadlines, t)) => deadlines.within(*t, wait).await.map_err(|()| SendError::Stalled(*t))??,
                         None => wait.await?,
                     }
                 }
-                let n = body.capacity().min(piece.len()).max(1);
-                body.send_data(piece.split_to(n), false)?;
+                let n = send.capacity().min(piece.len()).max(1);
+                send.send_data(piece.split_to(n), false)?;
                 waiting.shrink(n);
-                left -= n;
             }
         }
         Ok(())
@@ -263,60 +253,27 @@ impl Responder {
     /// Ends the call with `status`: trailers after messages, or a
     /// trailers-only response.
     pub fn finish(mut self, status: &Status) {
-        let mut trailers = HeaderMap::new();
-        status.write_to(&mut trailers);
-        match self.body.as_mut() {
-            Some(body) => {
-                let _ = body.send_trailers(trailers);
-            }
-            None => {
-                let mut response = grpc_response();
-                response.headers_mut().extend(trailers);
-                let _ = self.respond.send_response(response, true);
-            }
-        }
+        let trailers = status.to_headers();
+        let _ = if self.started {
+            self.send.send_trailers(trailers)
+        } else {
+            self.send.send_head(&GRPC_HEAD, Some(&trailers), true)
+        };
     }
 
     /// Resets the stream (RST_STREAM) instead of answering.
-    pub fn reset(mut self, reason: h2::Reason) {
-        match self.body.as_mut() {
-            Some(body) => body.send_reset(reason),
-            None => self.respond.send_reset(reason),
-        }
+    pub fn reset(mut self, reason: http2::Reason) {
+        self.send.send_reset(reason);
     }
 
-    /// Resolves when the client resets the stream. Once headers went out,
-    /// only the body stream can observe the reset (h2 fails `poll_reset` on
-    /// a used `SendResponse`).
-    pub async fn reset_by_client(&mut self) -> h2::Reason {
-        let polled = std::future::poll_fn(|cx| match self.body.as_mut() {
-            Some(body) => body.poll_reset(cx),
-            None => self.respond.poll_reset(cx),
-        });
-        match polled.await {
-            Ok(reason) => reason,
-            Err(_) => h2::Reason::CANCEL,
-        }
+    /// Resolves when the client resets the stream.
+    pub async fn reset_by_client(&mut self) -> http2::Reason {
+        poll_fn(|cx| self.send.poll_reset(cx)).await
     }
 }
 
-fn grpc_response() -> Response<()> {
-    let mut response = Response::new(());
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    response
-}
-
-/// Waits until the peer's flow-control window has room for some of `len`
-/// bytes, so a slow reader applies backpressure instead of growing h2's
-/// send buffer without bound.
-pub async fn wait_capacity(stream: &mut SendStream<Bytes>, len: usize) -> Result<(), h2::Error> {
-    stream.reserve_capacity(len);
-    while stream.capacity() == 0 {
-        match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e),
-            None => break,
-        }
-    }
-    Ok(())
+/// Waits until the peer's flow-control window has room, so a slow reader
+/// applies backpressure instead of growing send buffers without bound.
+pub async fn wait_capacity(stream: &mut SendStream) -> Result<(), http2::Error> {
+    poll_fn(|cx| stream.poll_capacity(cx)).await.map(|_| ())
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use http::{HeaderMap, HeaderValue};
+use crate::http2::Headers;
 
 /// The gRPC status codes, numbered as on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,9 +40,9 @@ impl Code {
     }
 
     /// The trailer value, without allocating.
-    pub fn header_value(self) -> HeaderValue {
+    pub fn wire_value(self) -> &'static [u8] {
         const TEXT: [&str; 17] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
-        HeaderValue::from_static(TEXT[self as usize])
+        TEXT[self as usize].as_bytes()
     }
 
     /// The canonical upper-case name (`RESOURCE_EXHAUSTED`), used in metrics labels.
@@ -85,22 +85,26 @@ impl Status {
     }
 
     /// Writes `grpc-status` and, when non-empty, the percent-encoded `grpc-message`.
-    pub fn write_to(&self, headers: &mut HeaderMap) {
-        headers.insert("grpc-status", self.code.header_value());
+    pub fn write_to(&self, headers: &mut Headers) {
+        headers.push(b"grpc-status", self.code.wire_value());
         if !self.message.is_empty() {
-            let encoded = percent_encode(&self.message);
-            if let Ok(v) = HeaderValue::from_str(&encoded) {
-                headers.insert("grpc-message", v);
-            }
+            headers.push(b"grpc-message", percent_encode(&self.message).as_bytes());
         }
+    }
+
+    /// The trailer fields on their own.
+    pub fn to_headers(&self) -> Headers {
+        let mut h = Headers::with_capacity(16 + self.message.len(), 2);
+        self.write_to(&mut h);
+        h
     }
 
     /// Reads `grpc-status` / `grpc-message` from trailers (or a trailers-only
     /// response). `None` when there is no `grpc-status`.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
-        let code = headers.get("grpc-status")?;
-        let code = std::str::from_utf8(code.as_bytes()).ok().and_then(|s| s.parse().ok()).map(Code::from_u32);
-        let message = headers.get("grpc-message").map(|m| percent_decode(m.as_bytes())).unwrap_or_default();
+    pub fn from_headers(headers: &Headers) -> Option<Status> {
+        let code = headers.get(b"grpc-status")?;
+        let code = std::str::from_utf8(code).ok().and_then(|s| s.parse().ok()).map(Code::from_u32);
+        let message = headers.get(b"grpc-message").map(percent_decode).unwrap_or_default();
         Some(Status::new(code.unwrap_or(Code::Unknown), message))
     }
 }
@@ -155,9 +159,8 @@ mod tests {
 
     #[test]
     fn status_round_trips_through_headers() {
-        let mut h = HeaderMap::new();
-        Status::new(Code::ResourceExhausted, "too big: 13 MiB").write_to(&mut h);
-        assert_eq!(h["grpc-status"], "8");
+        let h = Status::new(Code::ResourceExhausted, "too big: 13 MiB").to_headers();
+        assert_eq!(h.get(b"grpc-status"), Some(&b"8"[..]));
         assert_eq!(Status::from_headers(&h), Some(Status::new(Code::ResourceExhausted, "too big: 13 MiB")));
         assert_eq!(Code::from_u32(99), Code::Unknown);
     }

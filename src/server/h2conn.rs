@@ -1,29 +1,27 @@
-//! Serving one HTTP/2 connection: accept streams, hand each to the service
-//! on its own task, and go away gracefully when the core shuts down or the
-//! connection has been idle too long.
+//! Serving one HTTP/2 connection: each request on its own task, and a
+//! graceful close (GOAWAY first) when the core shuts down or the connection
+//! has been idle too long.
 
-use std::{cell::Cell, future::Future, rc::Rc, time::Duration};
+use std::{future::Future, pin::pin, rc::Rc, time::Duration};
 
-use bytes::Bytes;
-use h2::{server::SendResponse, RecvStream};
-use http::Request;
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::BytesMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use tracing::debug;
 
 use crate::grpc::budget::Budget;
+use crate::http2::{self, server::{Connection, Incoming}};
 use crate::runtime::Notify;
 
 /// Bounds header memory per request (and CONTINUATION floods).
 const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
-/// Reply bytes h2 may queue per stream beyond what the socket took; with
-/// capacity-aware senders this is the most a stream buffers.
-const MAX_SEND_BUFFER: usize = 64 * 1024;
 /// After an idle GOAWAY, how long the peer has to finish the close.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How often a going-away connection checks whether its streams are done.
+const DRAIN_TICK: Duration = Duration::from_millis(20);
 /// A timer that never fires in practice (and cannot overflow `Instant`).
 const FOREVER: Duration = Duration::from_secs(1 << 30);
 
-/// Limits of one h2 connection.
+/// Limits of one HTTP/2 connection.
 #[derive(Clone, Copy, Debug)]
 pub struct H2Options {
     pub max_concurrent_streams: u32,
@@ -57,101 +55,78 @@ impl H2Options {
     pub fn user_function(max_concurrent_streams: Option<u32>) -> H2Options {
         H2Options { max_concurrent_streams: max_concurrent_streams.unwrap_or(1 << 20), ..H2Options::default() }
     }
+
+    fn config(&self) -> http2::Config {
+        http2::Config {
+            max_concurrent_streams: self.max_concurrent_streams,
+            stream_window: self.stream_window,
+            connection_window: self.connection_window,
+            max_header_list_size: MAX_HEADER_LIST_SIZE,
+        }
+    }
 }
 
 /// Something that answers gRPC calls, one task per stream.
 pub trait Service: 'static {
     /// `budget` is the connection's: what the call holds for its client.
-    fn call(
-        self: Rc<Self>,
-        request: Request<RecvStream>,
-        respond: SendResponse<Bytes>,
-        budget: Rc<Budget>,
-    ) -> impl Future<Output = ()> + 'static;
+    fn call(self: Rc<Self>, request: Incoming, budget: Rc<Budget>) -> impl Future<Output = ()> + 'static;
 }
 
-/// Counts a connection's streams in flight.
-struct Live(Rc<Cell<usize>>);
-
-impl Live {
-    fn enter(counter: &Rc<Cell<usize>>) -> Live {
-        counter.set(counter.get() + 1);
-        Live(counter.clone())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
-/// Drives an h2 connection until the peer closes it, or until `shutdown`
-/// fires or it idles out and the streams in flight have finished (GOAWAY
-/// first).
-pub async fn serve_h2<T, S>(io: T, service: Rc<S>, shutdown: Notify, options: H2Options, budget: Rc<Budget>)
+/// Drives an HTTP/2 connection until the peer closes it, or until
+/// `shutdown` fires or it idles out and the streams in flight have finished
+/// (GOAWAY first). `read` holds what was read while sniffing the protocol.
+pub async fn serve_h2<T, S>(io: T, read: BytesMut, service: Rc<S>, shutdown: Notify, options: H2Options, budget: Rc<Budget>)
 where
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: Split + AsyncReadRent + AsyncWriteRent + 'static,
     S: Service,
 {
-    let handshake = h2::server::Builder::new()
-        .initial_window_size(options.stream_window)
-        .initial_connection_window_size(options.connection_window)
-        .max_concurrent_streams(options.max_concurrent_streams)
-        .max_header_list_size(MAX_HEADER_LIST_SIZE)
-        .max_send_buffer_size(MAX_SEND_BUFFER)
-        .handshake::<_, Bytes>(io);
-    let mut conn = match crate::runtime::timeout(options.handshake_timeout, handshake).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return debug!(error = %e, "h2 handshake failed"),
-        Err(_) => return debug!("h2 handshake timed out"),
-    };
-    let live = Rc::new(Cell::new(0usize));
-    // One timer per connection, not per stream: it closes the connection
-    // when a whole period passed with no stream open and none accepted.
+    let conn = Connection::new(options.config());
+    let mut run = pin!(conn.run(io, read, |request| {
+        monoio::spawn(service.clone().call(request, budget.clone()));
+    }));
+    // One timer per connection: first the handshake's, then the idle
+    // period's, then the drain's once going away.
     let idle_timeout = options.idle_timeout.unwrap_or(FOREVER);
-    let mut idle = Box::pin(monoio::time::sleep(idle_timeout));
-    let (mut accepted, mut accepted_at_check) = (0u64, 0u64);
-    let mut going_away = false;
+    let mut timer = Box::pin(monoio::time::sleep(options.handshake_timeout));
+    let mut accepted_at_check = 0;
+    let mut handshaken = false;
+    let mut going_away: Option<std::time::Instant> = None;
     loop {
-        let next = if going_away {
-            // Shutdown waits for calls in flight; an idle close does not
-            // wait long for a peer that stopped reading.
-            match crate::runtime::timeout(if shutdown.fired() { FOREVER } else { CLOSE_GRACE }, conn.accept()).await {
-                Ok(n) => n,
-                Err(_) => return debug!("peer did not finish closing; dropping the connection"),
+        monoio::select! {
+            _ = &mut run => return,
+            _ = shutdown.wait(), if going_away.is_none() => {
+                conn.go_away();
+                going_away = Some(std::time::Instant::now());
+                timer = Box::pin(monoio::time::sleep(DRAIN_TICK));
             }
-        } else {
-            monoio::select! {
-                n = conn.accept() => n,
-                _ = shutdown.wait() => {
-                    conn.graceful_shutdown();
-                    going_away = true;
-                    continue;
-                }
-                _ = &mut idle => {
-                    if live.get() == 0 && accepted == accepted_at_check {
-                        debug!(?idle_timeout, "closing idle connection");
-                        conn.graceful_shutdown();
-                        going_away = true;
+            _ = &mut timer => {
+                if let Some(since) = going_away {
+                    if conn.active_streams() == 0 {
+                        conn.finish();
                     }
-                    accepted_at_check = accepted;
-                    idle = Box::pin(monoio::time::sleep(idle_timeout));
+                    // Shutdown waits for calls in flight; an idle close does
+                    // not wait long for a peer that stopped reading.
+                    if !shutdown.fired() && since.elapsed() > CLOSE_GRACE {
+                        return debug!("peer did not finish closing; dropping the connection");
+                    }
+                    timer = Box::pin(monoio::time::sleep(DRAIN_TICK));
                     continue;
                 }
+                if !handshaken {
+                    if !conn.handshaken() {
+                        return debug!("HTTP/2 handshake timed out");
+                    }
+                    handshaken = true;
+                } else if conn.active_streams() == 0 && conn.accepted() == accepted_at_check {
+                    debug!(?idle_timeout, "closing idle connection");
+                    conn.go_away();
+                    going_away = Some(std::time::Instant::now());
+                    timer = Box::pin(monoio::time::sleep(DRAIN_TICK));
+                    continue;
+                }
+                accepted_at_check = conn.accepted();
+                timer = Box::pin(monoio::time::sleep(idle_timeout));
             }
-        };
-        match next {
-            Some(Ok((request, respond))) => {
-                accepted += 1;
-                let (service, guard, budget) = (service.clone(), Live::enter(&live), budget.clone());
-                monoio::spawn(async move {
-                    service.call(request, respond, budget).await;
-                    drop(guard);
-                });
-            }
-            Some(Err(e)) => return debug!(error = %e, "h2 connection error"),
-            None => return,
         }
     }
 }

@@ -76,14 +76,20 @@ pub async fn read_head<T: AsyncRead + Unpin>(io: &mut T) -> Result<Head, HeadErr
 
 /// Writes a complete response and closes.
 pub async fn respond<T: AsyncWrite + Unpin>(io: &mut T, status: &str, content_type: &str, body: &[u8]) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    write_all(io, head.as_bytes()).await?;
-    write_all(io, body).await?;
+    write_all(io, &response(status, content_type, body)).await?;
     poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await?;
     poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx)).await
+}
+
+/// A whole response that closes the connection.
+pub fn response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 pub async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, mut data: &[u8]) -> io::Result<()> {

@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tracing::{debug, warn};
 
@@ -164,15 +165,14 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
     }
 }
 
-async fn handle<S: Service>(stream: TcpStream, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options, budget: Rc<Budget>) {
+async fn handle<S: Service>(mut stream: TcpStream, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options, budget: Rc<Budget>) {
     let _ = stream.set_nodelay(true);
-    let mut io = match stream.try_into_poll_io() {
-        Ok(io) => io,
-        Err((e, _)) => return warn!(error = %e, "cannot poll connection"),
-    };
-    match crate::runtime::timeout(h2.handshake_timeout, sniff(&mut io)).await {
-        Ok(Ok((Protocol::H2, prefix))) => serve_h2(Prefixed::new(prefix, io), service, shutdown, h2, budget).await,
-        Ok(Ok((Protocol::Http1, prefix))) => http1::answer_public(Prefixed::new(prefix, io), h2.handshake_timeout).await,
+    match crate::runtime::timeout(h2.handshake_timeout, sniff(&mut stream)).await {
+        Ok(Ok((Protocol::H2, read))) => serve_h2(stream, read, service, shutdown, h2, budget).await,
+        Ok(Ok((Protocol::Http1, read))) => match stream.try_into_poll_io() {
+            Ok(io) => http1::answer_public(Prefixed::new(read.freeze(), io), h2.handshake_timeout).await,
+            Err((e, _)) => warn!(error = %e, "cannot poll connection"),
+        },
         Ok(Ok((Protocol::Unknown, _))) => debug!(%peer, "closing connection that speaks neither HTTP/2 nor HTTP/1.1"),
         Ok(Err(e)) => debug!(%peer, error = %e, "connection closed before its protocol was known"),
         Err(_) => debug!(%peer, "no preface or request line in time; closing"),
@@ -182,10 +182,9 @@ async fn handle<S: Service>(stream: TcpStream, peer: SocketAddr, service: Rc<S>,
 /// Tells a client over the limit why it is turned away, in its protocol:
 /// HTTP/2 gets SETTINGS then GOAWAY(REFUSED_STREAM) with a reason, HTTP/1.1
 /// a 503.
-async fn refuse(stream: TcpStream) {
-    let Ok(mut io) = stream.try_into_poll_io() else { return };
+async fn refuse(mut stream: TcpStream) {
     let reason = b"connection limit reached";
-    match monoio::time::timeout(REFUSE_SNIFF, sniff(&mut io)).await {
+    let answer: Vec<u8> = match monoio::time::timeout(REFUSE_SNIFF, sniff(&mut stream)).await {
         Ok(Ok((Protocol::H2, _))) => {
             let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // empty SETTINGS
             let len = 8 + reason.len();
@@ -193,14 +192,12 @@ async fn refuse(stream: TcpStream) {
             frames.extend_from_slice(&0u32.to_be_bytes()); // last stream id
             frames.extend_from_slice(&0x7u32.to_be_bytes()); // REFUSED_STREAM
             frames.extend_from_slice(reason);
-            let _ = monoio::time::timeout(REFUSE_SNIFF, http1::write_all(&mut io, &frames)).await;
+            frames
         }
-        Ok(Ok((Protocol::Http1, _))) => {
-            let answer = http1::respond(&mut io, "503 Service Unavailable", "text/plain", b"connection limit reached\n");
-            let _ = monoio::time::timeout(REFUSE_SNIFF, answer).await;
-        }
-        _ => {}
-    }
+        Ok(Ok((Protocol::Http1, _))) => http1::response("503 Service Unavailable", "text/plain", b"connection limit reached\n"),
+        _ => return,
+    };
+    let _ = monoio::time::timeout(REFUSE_SNIFF, stream.write_all(answer)).await;
 }
 
 #[cfg(test)]

@@ -2,13 +2,13 @@
 //! replays the bytes read while detecting.
 
 use std::{
-    future::poll_fn,
     io,
     pin::Pin,
     task::{Context, Poll},
 };
 
 use bytes::{Buf, Bytes, BytesMut};
+use monoio::{buf::SliceMut, io::AsyncReadRent};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The HTTP/2 connection preface.
@@ -36,29 +36,22 @@ pub fn classify(buf: &[u8]) -> Option<Protocol> {
     }
 }
 
-/// Reads until the protocol is known; returns it with the bytes consumed.
-pub async fn sniff<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<(Protocol, Bytes)> {
-    let mut buf = BytesMut::with_capacity(64);
+/// Reads until the protocol is known; returns it with the bytes read so
+/// far (the HTTP/2 server goes on reading into the same buffer).
+pub async fn sniff<T: AsyncReadRent>(io: &mut T) -> io::Result<(Protocol, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         if !buf.is_empty() {
             if let Some(p) = classify(&buf) {
-                return Ok((p, buf.freeze()));
+                return Ok((p, buf));
             }
         }
-        let mut chunk = [0u8; 64];
-        let n = poll_fn(|cx| {
-            let mut rb = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut *io).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await?;
-        if n == 0 {
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (result, slice) = io.read(SliceMut::new(buf, len, cap)).await;
+        buf = slice.into_inner();
+        if result? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 

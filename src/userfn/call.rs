@@ -1,16 +1,15 @@
 //! Reading a gRPC response from the user function.
 
 use bytes::Bytes;
-use h2::client::ResponseFuture;
-use h2::Reason;
-use http::HeaderMap;
 
+use super::pool::Endpoint;
 use crate::grpc::{Code, MessageReader, ReadError, Status};
+use crate::http2::{self, client::ResponseFuture, Headers, Reason};
 
-/// Maps an h2 failure on a user-function call to the status the client sees.
-/// A reset with CANCEL from the function keeps the code `Cancelled`, which
-/// callers turn back into a reset of the client's stream.
-pub fn upstream_status(e: h2::Error) -> Status {
+/// Maps an HTTP/2 failure on a user-function call to the status the client
+/// sees. A reset with CANCEL from the function keeps the code `Cancelled`,
+/// which callers turn back into a reset of the client's stream.
+pub fn upstream_status(e: http2::Error) -> Status {
     if e.is_reset() && e.reason() == Some(Reason::CANCEL) && e.is_remote() {
         return Status::new(Code::Cancelled, "user function cancelled the call");
     }
@@ -19,7 +18,7 @@ pub fn upstream_status(e: h2::Error) -> Status {
 
 /// The response half of a call to the user function.
 pub struct CallResponse {
-    headers: HeaderMap,
+    headers: Headers,
     reader: Option<MessageReader>,
 }
 
@@ -28,24 +27,23 @@ impl CallResponse {
     /// `Err` here.
     pub async fn open(response: ResponseFuture, max_message_size: usize) -> Result<CallResponse, Status> {
         let response = response.await.map_err(upstream_status)?;
-        if response.status() != http::StatusCode::OK {
+        if response.status() != 200 {
             return Err(Status::new(
                 Code::Unavailable,
                 format!("user function answered HTTP {} instead of gRPC", response.status()),
             ));
         }
-        let (parts, body) = response.into_parts();
-        if let Some(status) = Status::from_headers(&parts.headers) {
+        if let Some(status) = Status::from_headers(&response.head) {
             if !status.is_ok() {
                 return Err(status);
             }
-            return Ok(CallResponse { headers: parts.headers, reader: None });
+            return Ok(CallResponse { headers: response.head, reader: None });
         }
-        Ok(CallResponse { headers: parts.headers, reader: Some(MessageReader::new(body, max_message_size)) })
+        Ok(CallResponse { headers: response.head, reader: Some(MessageReader::new(response.body, max_message_size)) })
     }
 
     /// Response headers (the function's reply metadata lives here).
-    pub fn headers(&self) -> &HeaderMap {
+    pub fn headers(&self) -> &Headers {
         &self.headers
     }
 
@@ -77,11 +75,11 @@ impl CallResponse {
 /// headers and the single response message.
 pub async fn unary(
     pool: &super::Pool,
-    uri: &http::Uri,
+    endpoint: &Endpoint,
     framed_request: Bytes,
     max_message_size: usize,
-) -> Result<(HeaderMap, Bytes), Status> {
-    let (mut send, response) = pool.open(uri, None).await?;
+) -> Result<(Headers, Bytes), Status> {
+    let (mut send, response) = pool.open(endpoint, None).await?;
     send.send_data(framed_request, true).map_err(upstream_status)?;
     let mut response = CallResponse::open(response, max_message_size).await?;
     let Some(message) = response.message().await? else {

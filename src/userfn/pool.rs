@@ -1,18 +1,15 @@
-//! Lazily connected h2 client connections to the user function: a base
+//! Lazily connected HTTP/2 client connections to the user function: a base
 //! number, grown on demand (up to a limit) while every connection is at the
 //! stream limit the function advertises.
 
 use std::{cell::{Cell, RefCell}, fmt, path::PathBuf, time::Duration};
 
-use bytes::Bytes;
 use futures_channel::oneshot;
-use h2::client::{ResponseFuture, SendRequest};
-use h2::SendStream;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
-use tokio::io::{AsyncRead, AsyncWrite};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use tracing::{debug, info};
 
 use crate::grpc::{Code, Status};
+use crate::http2::{self, client::{Client, ResponseFuture}, Headers, SendStream};
 
 /// Stream window towards the function: large enough that a 12 MiB message
 /// never waits on WINDOW_UPDATE round trips for long.
@@ -20,9 +17,8 @@ const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 /// Far above the sum of stream windows a core uses, so streams whose reader
 /// is slow (their unread data counts against it) cannot stall the others.
 const CONNECTION_WINDOW: u32 = 1 << 30;
-/// Streams assumed before the function's SETTINGS arrive (RFC 9113 asks
-/// peers to allow at least 100).
-const INITIAL_MAX_STREAMS: usize = 100;
+/// Function replies are small heads and trailers; this bounds a broken one.
+const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
 /// A function that does not accept a connection within this is "down".
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,7 +52,19 @@ enum Slot {
     Idle,
     /// A connect is under way; these wait for it to finish.
     Connecting(Vec<oneshot::Sender<()>>),
-    Ready(SendRequest<Bytes>),
+    Ready(Client),
+}
+
+/// A method of the function, its request head encoded once.
+pub struct Endpoint {
+    path: Box<str>,
+    head: Box<[u8]>,
+}
+
+impl Endpoint {
+    pub fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 /// A per-core pool of connections to the user function.
@@ -92,32 +100,18 @@ impl Pool {
         &self.target
     }
 
-    /// The absolute URI for a method path (`/pkg.Service/Method`).
-    pub fn uri(&self, path: &str) -> Uri {
-        Uri::builder()
-            .scheme("http")
-            .authority(self.authority.as_str())
-            .path_and_query(path)
-            .build()
-            .expect("method paths come from descriptors and are valid")
+    /// A method path (`/pkg.Service/Method`) with its request head.
+    pub fn endpoint(&self, path: &str) -> Endpoint {
+        Endpoint { path: path.into(), head: http2::client::grpc_request_head(path, &self.authority).into() }
     }
 
-    /// Opens a gRPC call. With `end_of_stream` the request has no body
-    /// beyond what is sent on the returned stream.
-    pub async fn open(
-        &self,
-        uri: &Uri,
-        metadata: Option<&HeaderMap>,
-    ) -> Result<(SendStream<Bytes>, ResponseFuture), Status> {
+    /// Opens a gRPC call; the request body goes on the returned stream.
+    pub async fn open(&self, endpoint: &Endpoint, metadata: Option<&Headers>) -> Result<(SendStream, ResponseFuture), Status> {
         let mut last = None;
         for _ in 0..2 {
             let idx = self.pick()?;
-            let sender = self.sender(idx).await?;
-            let result = match sender.ready().await {
-                Ok(mut ready) => ready.send_request(request(uri, metadata), false).map(|(resp, send)| (send, resp)),
-                Err(e) => Err(e),
-            };
-            match result {
+            let client = self.client(idx).await?;
+            match client.send_request(&endpoint.head, metadata, false) {
                 Ok(call) => return Ok(call),
                 Err(e) => {
                     debug!(target = %self.target, error = %e, "user function connection unusable; reconnecting");
@@ -139,7 +133,7 @@ impl Pool {
         let start = self.next.get();
         self.next.set((start + 1) % open);
         let has_room = |i: usize| match &*self.slots[i].borrow() {
-            Slot::Ready(s) => s.num_active_streams() < s.current_max_send_streams(),
+            Slot::Ready(c) => !c.is_usable() || c.num_active_streams() < c.max_send_streams(),
             Slot::Idle | Slot::Connecting(_) => true,
         };
         if let Some(i) = (0..open).map(|k| (start + k) % open).find(|&i| has_room(i)) {
@@ -151,7 +145,7 @@ impl Pool {
             return Ok(open);
         }
         let max = match &*self.slots[0].borrow() {
-            Slot::Ready(s) => s.current_max_send_streams(),
+            Slot::Ready(c) => c.max_send_streams(),
             _ => 0,
         };
         Err(Status::new(
@@ -160,13 +154,17 @@ impl Pool {
         ))
     }
 
-    /// The connection in slot `idx`, connecting it first if needed.
-    async fn sender(&self, idx: usize) -> Result<SendRequest<Bytes>, Status> {
+    /// The connection in slot `idx`, connecting it first if needed (or
+    /// again, once it went away).
+    async fn client(&self, idx: usize) -> Result<Client, Status> {
         loop {
             let waiter = {
                 let mut slot = self.slots[idx].borrow_mut();
+                if matches!(&*slot, Slot::Ready(c) if !c.is_usable()) {
+                    *slot = Slot::Idle;
+                }
                 match &mut *slot {
-                    Slot::Ready(s) => return Ok(s.clone()),
+                    Slot::Ready(c) => return Ok(c.clone()),
                     Slot::Connecting(waiters) => {
                         let (tx, rx) = oneshot::channel();
                         waiters.push(tx);
@@ -205,7 +203,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Bytes>, Status> {
+    async fn connect(&self) -> Result<Client, Status> {
         let unavailable = |e: &dyn fmt::Display| {
             Status::new(Code::Unavailable, format!("user function unreachable at {}: {e}", self.target))
         };
@@ -214,14 +212,9 @@ impl Pool {
                 Target::Tcp { host, port } => {
                     let stream = monoio::net::TcpStream::connect((host.as_str(), *port)).await?;
                     stream.set_nodelay(true)?;
-                    let io = stream.try_into_poll_io().map_err(|(e, _)| e)?;
-                    handshake(io).await
+                    Ok::<_, std::io::Error>(handshake(stream))
                 }
-                Target::Unix(path) => {
-                    let stream = monoio::net::UnixStream::connect(path).await?;
-                    let io = stream.try_into_poll_io().map_err(|(e, _)| e)?;
-                    handshake(io).await
-                }
+                Target::Unix(path) => Ok(handshake(monoio::net::UnixStream::connect(path).await?)),
             }
         };
         match monoio::time::timeout(CONNECT_TIMEOUT, connect).await {
@@ -248,34 +241,17 @@ impl Drop for Connecting<'_> {
     }
 }
 
-async fn handshake<T>(io: T) -> std::io::Result<SendRequest<Bytes>>
+fn handshake<T>(socket: T) -> Client
 where
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: Split + AsyncReadRent + AsyncWriteRent + 'static,
 {
-    let (sender, connection) = h2::client::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .initial_max_send_streams(INITIAL_MAX_STREAMS)
-        .handshake::<_, Bytes>(io)
-        .await
-        .map_err(std::io::Error::other)?;
-    monoio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %e, "user function connection closed");
-        }
-    });
-    Ok(sender)
-}
-
-fn request(uri: &Uri, metadata: Option<&HeaderMap>) -> Request<()> {
-    let mut req = Request::new(());
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = uri.clone();
-    let headers = req.headers_mut();
-    if let Some(m) = metadata {
-        headers.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::grpc::CONTENT_TYPE));
-    headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    req
+    http2::client::connect(
+        socket,
+        http2::Config {
+            max_concurrent_streams: 0,
+            stream_window: STREAM_WINDOW,
+            connection_window: CONNECTION_WINDOW,
+            max_header_list_size: MAX_HEADER_LIST_SIZE,
+        },
+    )
 }

@@ -13,9 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use h2::{server::SendResponse, RecvStream};
-use http::{HeaderMap, Request};
+use bytes::{Bytes, BytesMut};
+use massa::http2::{server::Incoming, Headers, Reason};
 
 use massa::config::IoDriver;
 use massa::grpc::{Code, MessageReader, Responder, Status};
@@ -91,8 +90,8 @@ impl Interceptor {
                 let service = Rc::new(Forwarder { pool, recorder: rec });
                 let shutdown = Notify::new();
                 while let Ok((stream, _)) = listener.accept().await {
-                    let io = stream.try_into_poll_io().map_err(|(e, _)| e).unwrap();
-                    monoio::spawn(serve_h2(io, service.clone(), shutdown.clone(), H2Options::user_function(None), Budget::unlimited()));
+                    let options = H2Options::user_function(None);
+                    monoio::spawn(serve_h2(stream, BytesMut::new(), service.clone(), shutdown.clone(), options, Budget::unlimited()));
                 }
             };
             massa::runtime::block_on(IoDriver::Epoll, serve).unwrap();
@@ -107,21 +106,20 @@ struct Forwarder {
 }
 
 /// Headers a gRPC layer sets itself; everything else is call metadata.
-fn metadata(headers: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (k, v) in headers {
-        let name = k.as_str();
-        if name != "content-type" && name != "te" && !name.starts_with("grpc-") {
-            out.append(k.clone(), v.clone());
+fn metadata(headers: &Headers) -> Headers {
+    let mut out = Headers::new();
+    for (name, v) in headers.regular() {
+        if name != b"content-type" && name != b"te" && !name.starts_with(b"grpc-") {
+            out.push(name, v);
         }
     }
     out
 }
 
 impl Service for Forwarder {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
-        let (parts, body) = request.into_parts();
-        let path = parts.uri.path().to_owned();
+    async fn call(self: Rc<Self>, request: Incoming, _budget: Rc<Budget>) {
+        let Incoming { head, recv: body, send: respond } = request;
+        let path = head.get_str(b":path").unwrap_or("").to_owned();
         let mut index = 0;
         self.recorder.update(|c| {
             index = c.len();
@@ -131,7 +129,7 @@ impl Service for Forwarder {
             self.recorder.update(|c| if input { c[index].input.push(e) } else { c[index].output.push(e) })
         };
         let mut responder = Responder::new(respond);
-        let (mut send, response) = match self.pool.open(&self.pool.uri(&path), Some(&metadata(&parts.headers))).await {
+        let (mut send, response) = match self.pool.open(&self.pool.endpoint(&path), Some(&metadata(&head))).await {
             Ok(call) => call,
             Err(status) => return responder.finish(&status),
         };
@@ -154,7 +152,7 @@ impl Service for Forwarder {
                     }
                     Err(e) => {
                         record(true, Event::Error(e.into_client_status().to_string()));
-                        send.send_reset(h2::Reason::CANCEL);
+                        send.send_reset(Reason::CANCEL);
                         return;
                     }
                 }
@@ -168,7 +166,7 @@ impl Service for Forwarder {
                     return Err(status);
                 }
             };
-            let _ = responder.send_headers(metadata(upstream.headers()));
+            let _ = responder.send_headers(Some(&metadata(upstream.headers())));
             loop {
                 match upstream.message().await {
                     Ok(Some(m)) => {

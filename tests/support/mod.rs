@@ -1,6 +1,6 @@
 //! Test DSL: start the real `massa` binary and the real example user
 //! function on loopback ports, and call through the proxy with a gRPC client
-//! (Massa's own h2 client, which the proxy uses towards functions).
+//! (Massa's own HTTP/2 client, which the proxy uses towards functions).
 #![allow(dead_code)]
 
 use std::{
@@ -14,7 +14,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use massa::http2::Headers;
 use prost::Message;
 
 use massa::config::IoDriver;
@@ -305,11 +305,11 @@ impl Client {
     pub async fn call(
         &self,
         path: &str,
-        headers: Option<&HeaderMap>,
+        headers: Option<&Headers>,
         framed: Vec<Bytes>,
-    ) -> (Option<HeaderMap>, Vec<Bytes>, Result<(), Status>) {
+    ) -> (Option<Headers>, Vec<Bytes>, Result<(), Status>) {
         let pool = self.pool();
-        let (mut send, response) = match pool.open(&pool.uri(path), headers).await {
+        let (mut send, response) = match pool.open(&pool.endpoint(path), headers).await {
             Ok(call) => call,
             Err(s) => return (None, Vec::new(), Err(s)),
         };
@@ -350,9 +350,9 @@ pub fn text_req(text: &str) -> EchoRequest {
     EchoRequest { text: text.to_owned(), ..Default::default() }
 }
 
-pub fn header(name: &'static str, value: &'static str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(name, HeaderValue::from_static(value));
+pub fn header(name: &'static str, value: &'static str) -> Headers {
+    let mut h = Headers::new();
+    h.push(name.as_bytes(), value.as_bytes());
     h
 }
 

@@ -12,10 +12,9 @@ mod ledger;
 
 use std::{cell::RefCell, rc::Rc, time::Duration};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use h2::{server::SendResponse, RecvStream};
-use http::Request;
+use massa::http2::{server::Incoming, Reason};
 use prost::Message;
 
 use massa::config::IoDriver;
@@ -101,8 +100,7 @@ fn main() {
             let listener = monoio::net::UnixListener::from_std(std_listener).expect("registering the Unix socket");
             eprintln!("massa-example-fn listening on unix:{}", path.display());
             while let Ok((stream, _)) = listener.accept().await {
-                let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");
-                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2, Budget::unlimited()));
+                monoio::spawn(serve_h2(stream, BytesMut::new(), echo.clone(), shutdown.clone(), h2, Budget::unlimited()));
             }
         } else {
             let addr = format!("{}:{}", echo.args.host, echo.args.port);
@@ -110,8 +108,7 @@ fn main() {
             eprintln!("massa-example-fn listening on {addr}");
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
-                let io = stream.try_into_poll_io().map_err(|(e, _)| e).expect("poll io");
-                monoio::spawn(serve_h2(io, echo.clone(), shutdown.clone(), h2, Budget::unlimited()));
+                monoio::spawn(serve_h2(stream, BytesMut::new(), echo.clone(), shutdown.clone(), h2, Budget::unlimited()));
             }
         }
     };
@@ -119,10 +116,10 @@ fn main() {
 }
 
 impl Service for EchoFn {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
-        let path = request.uri().path().to_owned();
-        let mut responder = Responder::new(respond);
-        let reader = MessageReader::new(request.into_body(), MAX_MESSAGE);
+    async fn call(self: Rc<Self>, request: Incoming, _budget: Rc<Budget>) {
+        let path = request.head.get_str(b":path").unwrap_or("").to_owned();
+        let mut responder = Responder::new(request.send);
+        let reader = MessageReader::new(request.recv, MAX_MESSAGE);
         let status = match path.strip_prefix(self.protocol_prefix.as_str()) {
             Some("handleUnary") => self.unary(reader, &mut responder).await,
             Some("handleStreamedOut") => self.streamed_out(reader, &mut responder).await,
@@ -137,7 +134,7 @@ impl Service for EchoFn {
         };
         match status {
             Ok(()) => responder.finish(&Status::ok()),
-            Err(s) if s.code == Code::Cancelled => responder.reset(h2::Reason::CANCEL),
+            Err(s) if s.code == Code::Cancelled => responder.reset(Reason::CANCEL),
             Err(s) => responder.finish(&s),
         }
     }

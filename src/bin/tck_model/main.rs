@@ -15,10 +15,9 @@ mod wire;
 
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use h2::{server::SendResponse, RecvStream};
-use http::Request;
+use massa::http2::{server::Incoming, Reason};
 
 use massa::config::IoDriver;
 use massa::discovery::routes::{ACTION_PROTOCOL, CRDT_PROTOCOL, EVENT_SOURCED_PROTOCOL, VALUE_ENTITY_PROTOCOL};
@@ -79,12 +78,8 @@ fn main() {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    match stream.try_into_poll_io() {
-                        Ok(io) => {
-                            monoio::spawn(serve_h2(io, model.clone(), shutdown.clone(), H2Options::user_function(None), Budget::unlimited()));
-                        }
-                        Err((e, _)) => eprintln!("massa-tck-model: connection setup failed: {e}"),
-                    }
+                    let options = H2Options::user_function(None);
+                    monoio::spawn(serve_h2(stream, BytesMut::new(), model.clone(), shutdown.clone(), options, Budget::unlimited()));
                 }
                 Err(e) => eprintln!("massa-tck-model: accept failed: {e}"),
             }
@@ -97,10 +92,10 @@ fn main() {
 }
 
 impl Service for TckModel {
-    async fn call(self: Rc<Self>, request: Request<RecvStream>, respond: SendResponse<Bytes>, _budget: Rc<Budget>) {
-        let path = request.uri().path().to_owned();
-        let mut responder = Responder::new(respond);
-        let reader = MessageReader::new(request.into_body(), MAX_MESSAGE);
+    async fn call(self: Rc<Self>, request: Incoming, _budget: Rc<Budget>) {
+        let path = request.head.get_str(b":path").unwrap_or("").to_owned();
+        let mut responder = Responder::new(request.send);
+        let reader = MessageReader::new(request.recv, MAX_MESSAGE);
         let r = &mut responder;
         let status = match path.as_str() {
             "/cloudstate.EntityDiscovery/discover" => discover(reader, r, &self.only).await,
@@ -116,7 +111,7 @@ impl Service for TckModel {
         };
         match status {
             Ok(()) => responder.finish(&Status::ok()),
-            Err(s) if s.code == Code::Cancelled => responder.reset(h2::Reason::CANCEL),
+            Err(s) if s.code == Code::Cancelled => responder.reset(Reason::CANCEL),
             Err(s) => {
                 if s.code == Code::InvalidArgument {
                     eprintln!("massa-tck-model: rejected {path}: {}", s.message);
