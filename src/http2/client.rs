@@ -47,7 +47,7 @@ where
     monoio::spawn(io::write_loop(conn.clone(), writer));
     let driver = conn.clone();
     monoio::spawn(async move {
-        io::read_loop(&driver, reader, BytesMut::with_capacity(64 * 1024), |_| {}).await;
+        io::read_loop(&driver, reader, BytesMut::new(), |_| {}).await;
         if let Some(e) = &driver.borrow().closed {
             tracing::debug!(error = %e, "user function connection closed");
         }

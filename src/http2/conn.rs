@@ -169,7 +169,7 @@ impl State {
             recv_release: 0,
             encoder: hpack::Encoder::new(),
             decoder: hpack::Decoder::new(4096),
-            out: Vec::with_capacity(16 * 1024),
+            out: Vec::new(),
             writer: None,
             closed: None,
             goaway_sent: false,

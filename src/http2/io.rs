@@ -13,8 +13,9 @@ use super::conn::{ConnError, Incoming, Shared};
 use super::frame::{self, Head};
 use super::{Error, Reason};
 
-/// Read buffer size: several frames per read under load.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer growth: two full frames per read under load, little held
+/// by an idle connection.
+const READ_CHUNK: usize = 32 * 1024;
 /// An output buffer grown past this is not kept for the next write.
 const KEEP_OUT: usize = 1024 * 1024;
 
@@ -84,7 +85,7 @@ fn complete_frame(buf: &[u8]) -> Option<Head> {
 
 /// Writes whatever the connection queued until it is closed and drained.
 pub async fn write_loop<W: AsyncWriteRent>(conn: Shared, mut io: W) {
-    let mut spare = Vec::with_capacity(16 * 1024);
+    let mut spare = Vec::new();
     loop {
         let next = poll_fn(|cx| {
             let mut st = conn.borrow_mut();
@@ -106,7 +107,7 @@ pub async fn write_loop<W: AsyncWriteRent>(conn: Shared, mut io: W) {
         }
         out.clear();
         if out.capacity() > KEEP_OUT {
-            out = Vec::with_capacity(16 * 1024);
+            out = Vec::new();
         }
         spare = out;
         // Room in the output again: streams waiting for it go on.
