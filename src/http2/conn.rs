@@ -131,6 +131,8 @@ pub struct State {
     decoder: hpack::Decoder,
     pub out: Vec<u8>,
     writer: Option<Waker>,
+    /// The writer, waiting to learn that the connection ended.
+    closing: Option<Waker>,
     /// The connection is over; every stream failed with this.
     pub closed: Option<Error>,
     goaway_sent: bool,
@@ -171,6 +173,7 @@ impl State {
             decoder: hpack::Decoder::new(4096),
             out: Vec::new(),
             writer: None,
+            closing: None,
             closed: None,
             goaway_sent: false,
             goaway_received: false,
@@ -251,6 +254,18 @@ impl State {
         self.local_streams = 0;
         self.peer_streams = 0;
         self.wake_writer();
+        if let Some(w) = self.closing.take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the connection has ended.
+    pub fn poll_closed(&mut self, cx: &Context<'_>) -> Poll<()> {
+        if self.closed.is_some() {
+            return Poll::Ready(());
+        }
+        set_waker(&mut self.closing, cx);
+        Poll::Pending
     }
 
     /// A connection error of ours: GOAWAY, then close.

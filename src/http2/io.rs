@@ -3,7 +3,7 @@
 //! `write` per wake-up, so frames written during one turn of the event loop
 //! leave together.
 
-use std::{future::poll_fn, task::Poll};
+use std::{future::poll_fn, pin::pin, task::Poll, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::SliceMut;
@@ -16,6 +16,9 @@ use super::{Error, Reason};
 /// Read buffer growth: two full frames per read under load, little held
 /// by an idle connection.
 const READ_CHUNK: usize = 32 * 1024;
+/// After the connection ended, how long the writer may still try to get
+/// its last frames (GOAWAY) to a peer that does not read.
+const WRITE_GRACE: Duration = Duration::from_secs(1);
 /// An output buffer grown past this is not kept for the next write.
 const KEEP_OUT: usize = 1024 * 1024;
 
@@ -100,7 +103,15 @@ pub async fn write_loop<W: AsyncWriteRent>(conn: Shared, mut io: W) {
         })
         .await;
         let Some(out) = next else { break };
-        let (result, mut out) = io.write_all(out).await;
+        let (result, mut out) = {
+            let mut write = pin!(io.write_all(out));
+            monoio::select! {
+                done = &mut write => done,
+                // A peer that stopped reading cannot keep the socket (and
+                // this buffer) once the connection is over.
+                _ = abandoned(&conn) => break,
+            }
+        };
         if let Err(e) = result {
             conn.borrow_mut().fail(Error::Io(e.to_string()));
             break;
@@ -113,5 +124,11 @@ pub async fn write_loop<W: AsyncWriteRent>(conn: Shared, mut io: W) {
         // Room in the output again: streams waiting for it go on.
         conn.borrow_mut().unblock_all();
     }
-    let _ = io.shutdown().await;
+    let _ = monoio::time::timeout(WRITE_GRACE, io.shutdown()).await;
+}
+
+/// Resolves [`WRITE_GRACE`] after the connection ended.
+async fn abandoned(conn: &Shared) {
+    poll_fn(|cx| conn.borrow_mut().poll_closed(cx)).await;
+    monoio::time::sleep(WRITE_GRACE).await;
 }
