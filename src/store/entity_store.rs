@@ -169,13 +169,15 @@ impl EntityStore {
     fn commit(&self, writer: u16, batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
         let mut ops = Vec::with_capacity(batch.len() * 2 + 1);
         let mut offset = first;
+        // One time for the whole batch: its events become durable together.
+        let appended_us = (count > 0).then(now_us);
         for write in batch {
             match write {
                 Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } => {
                     for (i, event) in events.iter().enumerate() {
                         let seq = first_sequence + i as u64;
                         ops.push(Op::Put(keys::event(pid, eid, seq), event.to_vec()));
-                        ops.push(Op::Put(keys::tag(pid, offset), keys::tag_value(eid, seq)));
+                        ops.push(Op::Put(keys::tag(pid, offset), keys::tag_value(eid, seq, appended_us)));
                         offset += 1;
                     }
                 }
@@ -219,9 +221,9 @@ impl EntityStore {
             if offset > through {
                 break;
             }
-            let (entity_id, sequence) = keys::parse_tag_value(&v).ok_or_else(|| corrupt("tag value", pid, ""))?;
-            let event = self.kv.get(&keys::event(pid, &entity_id, sequence))?.ok_or_else(|| corrupt("tagged event", pid, &entity_id))?;
-            out.push(TaggedEvent { offset, entity_id, sequence, event: event.into() });
+            let tag = keys::parse_tag_value(&v).ok_or_else(|| corrupt("tag value", pid, ""))?;
+            let event = self.kv.get(&keys::event(pid, &tag.entity_id, tag.sequence))?.ok_or_else(|| corrupt("tagged event", pid, &tag.entity_id))?;
+            out.push(TaggedEvent { offset, entity_id: tag.entity_id, sequence: tag.sequence, event: event.into(), appended_us: tag.appended_us });
         }
         Ok(out)
     }
@@ -264,6 +266,11 @@ impl EntityStore {
     fn committed_through(&self) -> u64 {
         self.committed.lock().unwrap_or_else(|p| p.into_inner()).through
     }
+}
+
+/// Wall-clock microseconds since the Unix epoch (0 if the clock is before it).
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn corrupt(what: &str, pid: &str, eid: &str) -> io::Error {

@@ -85,6 +85,9 @@ pub struct TaggedEvent {
     pub entity_id: String,
     pub sequence: u64,
     pub event: Bytes,
+    /// When the event's batch was written, in microseconds since the Unix
+    /// epoch; `None` for events stored before append times were kept.
+    pub appended_us: Option<u64>,
 }
 
 #[cfg(test)]

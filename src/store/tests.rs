@@ -132,3 +132,29 @@ fn crdt_states_overwrite_and_keep_their_tombstone() {
         }
     }
 }
+
+#[test]
+fn tagged_events_carry_their_append_time_and_old_entries_none() {
+    let us = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let kv = MemoryStore::default();
+    // A tag entry as builds before append times wrote it, at offset 1.
+    let old = vec![
+        Op::Put(keys::FORMAT_KEY.to_vec(), keys::FORMAT.to_vec()),
+        Op::Put(keys::event("cart", "old", 1), b"old-1".to_vec()),
+        Op::Put(keys::tag("cart", 1), keys::tag_value("old", 1, None)),
+        Op::Put(keys::writer_offset(0), 1u64.to_be_bytes().to_vec()),
+    ];
+    kv.commit(old, true).unwrap();
+    let store = EntityStore::open(Box::new(kv), None).unwrap();
+    let before = us();
+    store.write(0, &[events("cart", "a", 1, 2)], true).unwrap();
+    let after = us();
+    let log = store.events_by_tag("cart", 0, 10).unwrap();
+    assert_eq!(log.iter().map(|e| e.offset).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(log[0].appended_us, None, "written before times were kept");
+    for e in &log[1..] {
+        let t = e.appended_us.expect("appended by this build");
+        assert!((before..=after).contains(&t), "{t} outside {before}..={after}");
+    }
+    assert_eq!(log[1].appended_us, log[2].appended_us, "one batch, one time");
+}
