@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{keys, migrate, Journal, Op, Store, TaggedEvent, Write};
+use super::{keys, migrate, CrdtRecords, Journal, Op, Store, TaggedEvent, Write};
 
 /// Upper bound on events read back in one activation scan step.
 const SCAN_STEP: usize = 4096;
@@ -137,9 +137,26 @@ impl EntityStore {
         Ok(self.kv.get(&keys::value(pid, eid))?.map(Bytes::from))
     }
 
-    /// A CRDT entity's stored state (empty: deleted).
-    pub fn read_crdt(&self, pid: &str, eid: &str) -> io::Result<Option<Bytes>> {
-        Ok(self.kv.get(&keys::crdt(pid, eid))?.map(Bytes::from))
+    /// A CRDT entity's state record and the delta records after it.
+    pub fn read_crdt(&self, pid: &str, eid: &str) -> io::Result<CrdtRecords> {
+        let state = self.kv.get(&keys::crdt(pid, eid))?.map(Bytes::from);
+        let prefix = keys::crdt_deltas_of(pid, eid);
+        let mut deltas = Vec::new();
+        loop {
+            let start = keys::crdt_delta(pid, eid, deltas.len() as u64 + 1);
+            let page = self.kv.scan(&prefix, &start, SCAN_STEP)?;
+            let full = page.len() == SCAN_STEP;
+            for (k, v) in page {
+                // Numbered from 1 with no gap: any other key is corrupt.
+                if k.len() != prefix.len() + 8 || keys::trailing_u64(&k) != Some(deltas.len() as u64 + 1) {
+                    return Err(corrupt("CRDT delta key", pid, eid));
+                }
+                deltas.push(Bytes::from(v));
+            }
+            if !full {
+                return Ok(CrdtRecords { state, deltas });
+            }
+        }
     }
 
     /// Applies a batch atomically for storage writer `writer`; its events
@@ -191,8 +208,12 @@ impl EntityStore {
                 Write::ConsumerOffset { persistence_id: pid, group, offset } => {
                     ops.push(Op::Put(keys::consumer_offset(pid, group), offset.to_be_bytes().to_vec()));
                 }
-                Write::CrdtState { persistence_id: pid, entity_id: eid, bytes } => {
+                Write::CrdtState { persistence_id: pid, entity_id: eid, bytes, folded } => {
                     ops.push(Op::Put(keys::crdt(pid, eid), bytes.to_vec()));
+                    ops.extend((1..=*folded).map(|n| Op::Delete(keys::crdt_delta(pid, eid, n))));
+                }
+                Write::CrdtDelta { persistence_id: pid, entity_id: eid, number, bytes } => {
+                    ops.push(Op::Put(keys::crdt_delta(pid, eid, *number), bytes.to_vec()));
                 }
             }
         }

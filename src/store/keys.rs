@@ -11,6 +11,7 @@
 //! | `S` | `S pid eid` | `seq(8)` + snapshot `Any` |
 //! | `V` | `V pid eid` | value `Any` |
 //! | `R` | `R pid eid` | CRDT state ([`crate::crdt::Crdt::encode`]); empty: deleted (tombstone) |
+//! | `D` | `D pid eid n(8)` | the `n`-th CRDT delta record after the `R` state ([`crate::crdt::AppliedDeltas`]), numbered from 1 |
 //! | `T` | `T pid offset(8)` | `eid seq(8) [time(8)]`: the event's place in the tag log and when it was appended (µs since the Unix epoch; absent in records written before times were kept) |
 //! | `O` | `O writer(2)` | highest offset a storage writer has committed (8) |
 //! | `C` | `C pid group` | offset(8): the last tag-log offset a consumer group processed |
@@ -75,6 +76,16 @@ pub fn value(pid: &str, eid: &str) -> Vec<u8> {
 
 pub fn crdt(pid: &str, eid: &str) -> Vec<u8> {
     entity(b'R', pid, eid, 0).0
+}
+
+/// Key of a CRDT entity's `n`-th delta record.
+pub fn crdt_delta(pid: &str, eid: &str, n: u64) -> Vec<u8> {
+    entity(b'D', pid, eid, 8).u64(n).0
+}
+
+/// Prefix of every delta record of one CRDT entity, and of nothing else.
+pub fn crdt_deltas_of(pid: &str, eid: &str) -> Vec<u8> {
+    entity(b'D', pid, eid, 0).0
 }
 
 pub fn tag(pid: &str, offset: u64) -> Vec<u8> {
@@ -178,6 +189,7 @@ mod tests {
                     let (pa, kb) = (events_of("cart", a), event("cart", b, 1));
                     assert!(!kb.starts_with(&pa), "{a:?} would scan {b:?}'s events");
                     assert!(!snapshot("cart", b).starts_with(&snapshot("cart", a)) || a == b);
+                    assert!(!crdt_delta("cart", b, 1).starts_with(&crdt_deltas_of("cart", a)), "{a:?} would scan {b:?}'s deltas");
                 }
             }
         }
@@ -208,5 +220,14 @@ mod tests {
     fn sequences_sort_numerically_within_an_entity() {
         assert!(event("p", "e", 2) < event("p", "e", 256));
         assert!(events_of("p", "e") < event("p", "e", 0));
+        assert!(crdt_delta("p", "e", 2) < crdt_delta("p", "e", 256));
+        assert!(crdt_delta("p", "e", 1).starts_with(&crdt_deltas_of("p", "e")));
+    }
+
+    #[test]
+    fn crdt_deltas_have_their_own_prefix() {
+        let (state, delta) = (crdt("p", "e"), crdt_delta("p", "e", 1));
+        assert!(!delta.starts_with(&state) && !state.starts_with(&crdt_deltas_of("p", "e")), "neither kind scans the other");
+        assert_eq!(&delta[..1], b"D");
     }
 }

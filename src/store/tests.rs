@@ -117,14 +117,34 @@ fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
 #[test]
 fn crdt_states_overwrite_and_keep_their_tombstone() {
     for (name, store, dir) in stores() {
-        let put = |eid: &str, bytes: &'static [u8]| Write::CrdtState { persistence_id: "c".into(), entity_id: eid.into(), bytes: Bytes::from_static(bytes) };
-        assert_eq!(store.read_crdt("c", "a").unwrap(), None, "{name}: new");
-        store.write(0, &[put("a", b"one"), put("ab", b"other")], true).unwrap();
-        store.write(0, &[put("a", b"two")], true).unwrap();
-        assert_eq!(store.read_crdt("c", "a").unwrap().as_deref(), Some(&b"two"[..]), "{name}");
-        store.write(0, &[put("a", b"")], true).unwrap();
-        assert_eq!(store.read_crdt("c", "a").unwrap().as_deref(), Some(&b""[..]), "{name}: the tombstone stays");
-        assert_eq!(store.read_crdt("c", "ab").unwrap().as_deref(), Some(&b"other"[..]), "{name}");
+        let put = |eid: &str, bytes: &'static [u8], folded| Write::CrdtState {
+            persistence_id: "c".into(),
+            entity_id: eid.into(),
+            bytes: Bytes::from_static(bytes),
+            folded,
+        };
+        let delta = |eid: &str, number, bytes: &'static [u8]| Write::CrdtDelta {
+            persistence_id: "c".into(),
+            entity_id: eid.into(),
+            number,
+            bytes: Bytes::from_static(bytes),
+        };
+        let state = |eid: &str| store.read_crdt("c", eid).unwrap().state;
+        assert_eq!(store.read_crdt("c", "a").unwrap(), CrdtRecords::default(), "{name}: new");
+        store.write(0, &[put("a", b"one", 0), put("ab", b"other", 0)], true).unwrap();
+        store.write(0, &[put("a", b"two", 0)], true).unwrap();
+        assert_eq!(state("a").as_deref(), Some(&b"two"[..]), "{name}");
+        store.write(0, &[delta("a", 1, b"d1"), delta("ab", 1, b"x")], true).unwrap();
+        store.write(0, &[delta("a", 2, b"d2")], true).unwrap();
+        let records = store.read_crdt("c", "a").unwrap();
+        assert_eq!(records.deltas, [Bytes::from("d1"), Bytes::from("d2")], "{name}: in order, none of `ab`'s");
+        store.write(0, &[put("a", b"three", 2)], true).unwrap();
+        assert_eq!(store.read_crdt("c", "a").unwrap().deltas, Vec::<Bytes>::new(), "{name}: folded into the state");
+        store.write(0, &[delta("a", 1, b"d1'")], true).unwrap();
+        store.write(0, &[put("a", b"", 1)], true).unwrap();
+        assert_eq!(store.read_crdt("c", "a").unwrap(), CrdtRecords { state: Some(Bytes::new()), deltas: vec![] }, "{name}: the tombstone stays");
+        assert_eq!(store.read_crdt("c", "ab").unwrap().deltas, [Bytes::from("x")], "{name}");
+        assert_eq!(state("ab").as_deref(), Some(&b"other"[..]), "{name}");
         assert_eq!(store.read_value("c", "a").unwrap(), None, "{name}: not a value entity's key");
         drop(store);
         if let Some(dir) = dir {
