@@ -6,14 +6,16 @@
 # the last append every event was delivered. Loopback only; bounded by the
 # request count and a drain deadline. Each proxy binary given (default: the
 # one built here) gets a fresh data directory and function, one after the
-# other, so two builds compare in one run.
+# other, so two builds compare in one run. With RATE set, appends arrive at
+# that steady rate (open loop) instead of as fast as the proxy takes them.
 #
-# usage: loadtest/eventing.sh [appends=100000] [ledgers=1000] [MASSA...]
+# usage: [RATE=appends/s] loadtest/eventing.sh [appends=100000] [ledgers=1000] [MASSA...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
 n=${1:-100000}
 ledgers=${2:-1000}
+rate=(); [ -z "${RATE:-}" ] || rate=(--rps "$RATE")
 cargo build --release --bins -q
 bin=${CARGO_TARGET_DIR:-target}/release
 proxies=("${@:3}")
@@ -54,7 +56,7 @@ EOF
   start=$(date +%s.%N)
   "$bin/massa-load" 127.0.0.1:$proxy_port --call example.eventing.LedgerA/Append \
     --proto example/eventing/ledger.proto --import-path proto \
-    -d '{"ledger_id":"l-{{i}}","text":"entry {{i}}"}' --keys "$ledgers" -n "$n" -c 4 --concurrency 256 --format json >"$work/out.json"
+    -d '{"ledger_id":"l-{{i}}","text":"entry {{i}}"}' --keys "$ledgers" -n "$n" -c 4 --concurrency 256 "${rate[@]}" --format json >"$work/out.json"
   appended=$(date +%s.%N)
   deadline=$(( $(date +%s) + 300 ))
   while [ "$(metric massa_eventing_delivered_total sum)" -lt $((2 * n)) ]; do
