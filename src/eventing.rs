@@ -100,6 +100,10 @@ async fn run(core: Rc<Core>, index: usize, running: Rc<Cell<usize>>) {
     running.set(running.get() - 1);
 }
 
+/// A page of the tag log and how many events lie beyond it (when counted);
+/// `None` once the core shuts down.
+type Page = Option<(Vec<TaggedEvent>, Option<usize>)>;
+
 /// What woke a consumer's loop.
 enum Wake {
     /// The delivery of this offset succeeded.
@@ -122,7 +126,7 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
     // drained: wait for news first), the events counted beyond it.
     let (mut next, mut drained, mut beyond) = (offset + 1, false, 0);
     let mut last_count: Option<Instant> = None;
-    let mut reading: Option<Pin<Box<dyn Future<Output = Option<(Vec<TaggedEvent>, Option<usize>)>> + '_>>> = None;
+    let mut reading: Option<Pin<Box<dyn Future<Output = Page> + '_>>> = None;
     loop {
         while window.len() < IN_FLIGHT {
             let Some(event) = ahead.pop_front() else { break };
@@ -174,15 +178,8 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
 
 /// The page of `pid`'s tag log from `from` on, after waiting for news if
 /// the last page drained the log, with a count of the events beyond it if
-/// asked; `None` once the core shuts down.
-async fn next_page(
-    core: &Core,
-    pid: &str,
-    from: u64,
-    drained: bool,
-    count: bool,
-    watch: &flume::Receiver<()>,
-) -> Option<(Vec<TaggedEvent>, Option<usize>)> {
+/// asked.
+async fn next_page(core: &Core, pid: &str, from: u64, drained: bool, count: bool, watch: &flume::Receiver<()>) -> Page {
     if drained {
         monoio::select! {
             _ = watch.recv_async() => {}
