@@ -3,14 +3,24 @@
 //! [`EVENTING_CORE`] and turns every event of that persistence id's tag log,
 //! in offset order, into an action command with CloudEvent metadata.
 //!
-//! Delivery is at least once: the group's offset is stored (through the
-//! core's group commit, at most one write in flight per consumer) only
-//! after the event was processed, so a restart resumes after the last
-//! stored offset and may repeat the events processed since. A failed event
-//! is retried with backoff and never skipped; each consumer is its own
-//! task, so one that keeps failing holds up no other.
+//! Events start in offset order, up to [`IN_FLIGHT`] at once, each on its
+//! own call, so the function may see neighbouring events concurrently;
+//! `ce-id` carries the order. Delivery is at least once: the group's offset
+//! is stored (through the core's group commit, at most one write in flight
+//! per consumer) only past events that, with every earlier one, were
+//! processed, so a restart resumes after the last stored offset and may
+//! repeat the events processed since. A failed event is retried with
+//! backoff and never skipped; each consumer is its own task, so one that
+//! keeps failing holds up no other.
 
-use std::{cell::Cell, rc::Rc, time::Duration};
+use std::{
+    cell::Cell,
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
 use prost::Message;
 use tracing::{info, warn};
@@ -25,10 +35,15 @@ use crate::store::{StoreHandle, TaggedEvent, Write};
 use crate::userfn::{self, upstream_status, CallResponse};
 use crate::worker::Core;
 
-/// The core whose executor runs every consumer. Consumers are few and each
-/// delivers one event at a time, so one core is enough and the others keep
-/// serving clients undisturbed.
+/// The core whose executor runs every consumer. Consumers are few, so one
+/// core is enough and the others keep serving clients undisturbed.
 pub const EVENTING_CORE: usize = 0;
+/// Deliveries a consumer keeps going at once, each its own call. One at a
+/// time waits a whole function round trip per event and fell behind the
+/// writers (BENCHMARKS.md §8); this many hide that round trip, while a
+/// consumer stuck on an event delivers at most this many past it and a
+/// restart redelivers at most this many.
+const IN_FLIGHT: usize = 64;
 /// Events read from the tag log per storage round trip.
 const PAGE: usize = 256;
 /// Longest wait for new events when no commit wakes the consumer (a
@@ -86,46 +101,149 @@ async fn run(core: Rc<Core>, index: usize, running: Rc<Cell<usize>>) {
     running.set(running.get() - 1);
 }
 
-async fn consume(core: &Rc<Core>, index: usize, mut offset: u64, saver: &Rc<OffsetSaver>, watch: &flume::Receiver<()>) {
-    let consumer = &core.router.consumers()[index];
-    let pid = consumer.persistence_id.as_str();
-    let mut last_count: Option<std::time::Instant> = None;
-    while !core.shutdown.fired() {
-        let Some(page) = until_shutdown(core, || core.store.read_tagged(pid, offset + 1, PAGE)).await else { return };
-        if page.len() < PAGE {
-            core.metrics.set_consumer_lag(index, page.len() as u64);
-        } else if last_count.is_none_or(|t| t.elapsed() >= LAG_RECOUNT) {
-            last_count = Some(std::time::Instant::now());
-            let lag = core.store.count_tagged(pid, offset, LAG_CAP).await.unwrap_or(page.len());
-            core.metrics.set_consumer_lag(index, lag as u64);
-        } else {
-            core.metrics.set_consumer_lag(index, core.metrics.consumer_lag(index).max(page.len() as u64));
+/// A page of the tag log and how many events lie beyond it (when counted);
+/// `None` once the core shuts down.
+type Page = Option<(Vec<TaggedEvent>, Option<usize>)>;
+
+/// What woke a consumer's loop.
+enum Wake {
+    /// The delivery of this offset succeeded.
+    Done(u64),
+    /// A page read from the tag log, and how many events lie beyond it
+    /// (when counted).
+    Page(Vec<TaggedEvent>, Option<usize>),
+    Shutdown,
+}
+
+/// Reads ahead of the deliveries, keeps up to [`IN_FLIGHT`] of them going
+/// at once, and stores the offset behind them as a contiguous watermark.
+async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSaver>, watch: &flume::Receiver<()>) {
+    let pid = core.router.consumers()[index].persistence_id.as_str();
+    let (done_tx, done_rx) = flume::unbounded();
+    let reported = Rc::new(Cell::new(false));
+    let mut window = Window::default();
+    let mut ahead: VecDeque<TaggedEvent> = VecDeque::new();
+    // The next offset to read, whether the last page was short (the log is
+    // drained: wait for news first), the events counted beyond it.
+    let (mut next, mut drained, mut beyond) = (offset + 1, false, 0);
+    let mut last_count: Option<Instant> = None;
+    let mut reading: Option<Pin<Box<dyn Future<Output = Page> + '_>>> = None;
+    loop {
+        while window.len() < IN_FLIGHT {
+            let Some(event) = ahead.pop_front() else { break };
+            window.start(event.offset);
+            monoio::spawn(deliver_in_turn(core.clone(), index, event, done_tx.clone(), reported.clone()));
         }
-        if page.is_empty() {
-            monoio::select! {
-                _ = watch.recv_async() => {}
-                _ = monoio::time::sleep(IDLE_POLL) => {}
-                _ = core.shutdown.wait() => return,
+        if reading.is_none() && ahead.len() < IN_FLIGHT {
+            let count = !drained && last_count.is_none_or(|t| t.elapsed() >= LAG_RECOUNT);
+            if count {
+                last_count = Some(Instant::now());
             }
-            continue;
+            reading = Some(Box::pin(next_page(core, pid, next, drained, count, watch)));
         }
-        for event in &page {
-            if !deliver_until_done(core, index, event).await {
-                return;
+        let read = std::future::poll_fn(|cx| match reading.as_mut() {
+            Some(f) => f.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        });
+        let wake = monoio::select! {
+            done = done_rx.recv_async() => Wake::Done(done.expect("the loop holds a sender")),
+            page = read => page.map_or(Wake::Shutdown, |(page, counted)| Wake::Page(page, counted)),
+            _ = core.shutdown.wait() => Wake::Shutdown,
+        };
+        match wake {
+            Wake::Done(offset) => {
+                core.metrics.event_delivered(index);
+                if let Some(through) = window.finish(offset) {
+                    saver.save(through);
+                }
             }
-            offset = event.offset;
-            saver.save(offset);
-            core.metrics.event_delivered(index);
+            Wake::Page(page, counted) => {
+                reading = None;
+                drained = page.len() < PAGE;
+                beyond = match counted {
+                    _ if drained => 0,
+                    Some(n) => n,
+                    // Uncounted: at least what was counted last, less this page.
+                    None => beyond.saturating_sub(page.len()),
+                };
+                if let Some(last) = page.last() {
+                    next = last.offset + 1;
+                }
+                ahead.extend(page);
+            }
+            Wake::Shutdown => return,
         }
+        core.metrics.set_consumer_lag(index, (window.len() + ahead.len() + beyond) as u64);
+    }
+}
+
+/// The page of `pid`'s tag log from `from` on, after waiting for news if
+/// the last page drained the log, with a count of the events beyond it if
+/// asked.
+async fn next_page(core: &Core, pid: &str, from: u64, drained: bool, count: bool, watch: &flume::Receiver<()>) -> Page {
+    if drained {
+        monoio::select! {
+            _ = watch.recv_async() => {}
+            _ = monoio::time::sleep(IDLE_POLL) => {}
+            _ = core.shutdown.wait() => return None,
+        }
+    }
+    let page = until_shutdown(core, || core.store.read_tagged(pid, from, PAGE)).await?;
+    let counted = match page.last() {
+        Some(last) if count && page.len() == PAGE => core.store.count_tagged(pid, last.offset, LAG_CAP).await.ok(),
+        _ => None,
+    };
+    Some((page, counted))
+}
+
+/// The offsets a consumer has started, in order, with whether each is done:
+/// the stored offset may pass an event only once it and every earlier one
+/// are done, whatever order the deliveries finish in.
+#[derive(Default)]
+struct Window {
+    started: VecDeque<(u64, bool)>,
+}
+
+impl Window {
+    fn len(&self) -> usize {
+        self.started.len()
+    }
+
+    /// `offset` is above every offset started before.
+    fn start(&mut self, offset: u64) {
+        debug_assert!(self.started.back().is_none_or(|(last, _)| *last < offset));
+        self.started.push_back((offset, false));
+    }
+
+    /// Marks `offset` done; the new watermark if it advanced.
+    fn finish(&mut self, offset: u64) -> Option<u64> {
+        if let Ok(i) = self.started.binary_search_by_key(&offset, |(o, _)| *o) {
+            self.started[i].1 = true;
+        }
+        let mut through = None;
+        while let Some(&(offset, true)) = self.started.front() {
+            through = Some(offset);
+            self.started.pop_front();
+        }
+        through
+    }
+}
+
+/// One event's own task: delivered until it succeeds, then reported done
+/// (unless the core shut down first, which leaves its offset unstored).
+async fn deliver_in_turn(core: Rc<Core>, index: usize, event: TaggedEvent, done: flume::Sender<u64>, reported: Rc<Cell<bool>>) {
+    if deliver_until_done(&core, index, &event, &reported).await {
+        // A closed channel is a consumer that stopped at shutdown.
+        let _ = done.send(event.offset);
     }
 }
 
 /// Delivers one event, retrying with backoff until it succeeds; `false` if
-/// the core shut down first.
-async fn deliver_until_done(core: &Rc<Core>, index: usize, event: &TaggedEvent) -> bool {
+/// the core shut down first. `reported` is the consumer's: an event no
+/// method takes is reported to the function once, not once per event.
+async fn deliver_until_done(core: &Rc<Core>, index: usize, event: &TaggedEvent, reported: &Cell<bool>) -> bool {
     let consumer = &core.router.consumers()[index];
     let mut backoff = retry_backoff();
-    let mut reported = false;
     loop {
         let attempt = monoio::time::timeout(DELIVERY_TIMEOUT, deliver(core, consumer, event));
         let result = monoio::select! {
@@ -139,7 +257,7 @@ async fn deliver_until_done(core: &Rc<Core>, index: usize, event: &TaggedEvent) 
             "event delivery failed; redelivering"
         );
         // Events no method takes are the function's mistake: tell it once.
-        if status.code == Code::FailedPrecondition && !std::mem::replace(&mut reported, true) {
+        if status.code == Code::FailedPrecondition && !reported.replace(true) {
             let reporter = core.clone();
             let message = status.message.clone();
             monoio::spawn(async move { report_error(&reporter.pool, &message).await });
@@ -195,20 +313,50 @@ async fn streamed_out(core: &Rc<Core>, route: &MethodRoute, endpoint: &Endpoint,
     Ok(())
 }
 
-/// The CloudEvent attributes the reference proxy attaches (spec §5.5).
-/// `ce-time` is left out: the tag log records no event time.
+/// The CloudEvent attributes the reference proxy attaches (spec §5.5);
+/// `ce-time` (the append time) only for events stored with one.
 fn cloud_event(consumer: &Consumer, event: &TaggedEvent, type_url: &str) -> Metadata {
     let entry = |key: &str, value: &str| MetadataEntry { key: key.to_owned(), value: Some(Value::StringValue(value.to_owned())) };
-    Metadata {
-        entries: vec![
-            entry("ce-id", &event.offset.to_string()),
-            entry("ce-source", &consumer.persistence_id),
-            entry("ce-specversion", "1.0"),
-            entry("ce-type", type_url),
-            entry("Content-Type", "application/vnd.cloudstate.protobuf.any"),
-            entry("ce-subject", &event.entity_id),
-        ],
+    let mut entries = vec![
+        entry("ce-id", &event.offset.to_string()),
+        entry("ce-source", &consumer.persistence_id),
+        entry("ce-specversion", "1.0"),
+        entry("ce-type", type_url),
+        entry("Content-Type", "application/vnd.cloudstate.protobuf.any"),
+        entry("ce-subject", &event.entity_id),
+    ];
+    if let Some(us) = event.appended_us {
+        entries.push(entry("ce-time", &rfc3339(us)));
     }
+    Metadata { entries }
+}
+
+/// Microseconds since the Unix epoch as an RFC 3339 UTC timestamp with
+/// microseconds, the form CloudEvents' `time` takes.
+fn rfc3339(us: u64) -> String {
+    let (secs, micros) = (us / 1_000_000, us % 1_000_000);
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_date(days);
+    let (h, m, s) = (day_secs / 3600, day_secs / 60 % 60, day_secs % 60);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{micros:06}Z")
+}
+
+/// The Gregorian (year, month, day) `days` after 1970-01-01, counting in
+/// 400-year eras that start on 1 March, so leap days fall at an era-year's
+/// end (the usual days-to-civil arithmetic).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    const ERA_DAYS: u64 = 146_097;
+    // Days from 0000-03-01 to 1970-01-01.
+    let z = days + 719_468;
+    let (era, day_of_era) = (z / ERA_DAYS, z % ERA_DAYS);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / (ERA_DAYS - 1)) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: 0 = March … 11 = February.
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Retries a storage call with backoff until it succeeds; `None` if the
@@ -298,27 +446,61 @@ mod tests {
     #[test]
     fn cloud_event_metadata_names_offset_source_type_and_entity() {
         let consumer = Consumer::new("group".into(), "cart".into());
-        let event = TaggedEvent { offset: 42, entity_id: "ann".into(), sequence: 3, event: Default::default() };
-        let m = cloud_event(&consumer, &event, "type.googleapis.com/x.Added");
-        let pairs: Vec<_> = m
-            .entries
-            .iter()
-            .map(|e| match &e.value {
-                Some(Value::StringValue(v)) => (e.key.as_str(), v.as_str()),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(
-            pairs,
-            [
-                ("ce-id", "42"),
-                ("ce-source", "cart"),
-                ("ce-specversion", "1.0"),
-                ("ce-type", "type.googleapis.com/x.Added"),
-                ("Content-Type", "application/vnd.cloudstate.protobuf.any"),
-                ("ce-subject", "ann"),
-            ]
-        );
+        let mut event = TaggedEvent { offset: 42, entity_id: "ann".into(), sequence: 3, event: Default::default(), appended_us: None };
+        let pairs = |m: Metadata| -> Vec<(String, String)> {
+            m.entries
+                .into_iter()
+                .map(|e| match e.value {
+                    Some(Value::StringValue(v)) => (e.key, v),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let expected = [
+            ("ce-id", "42"),
+            ("ce-source", "cart"),
+            ("ce-specversion", "1.0"),
+            ("ce-type", "type.googleapis.com/x.Added"),
+            ("Content-Type", "application/vnd.cloudstate.protobuf.any"),
+            ("ce-subject", "ann"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let untimed = pairs(cloud_event(&consumer, &event, "type.googleapis.com/x.Added"));
+        assert_eq!(untimed, expected, "an event stored without a time has no ce-time");
+        event.appended_us = Some(1_700_000_000_123_456);
+        let timed = pairs(cloud_event(&consumer, &event, "type.googleapis.com/x.Added"));
+        assert_eq!(timed[..6], expected);
+        assert_eq!(timed[6..], [("ce-time".to_owned(), "2023-11-14T22:13:20.123456Z".to_owned())]);
+    }
+
+    #[test]
+    fn append_times_format_as_rfc3339_utc() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400_000_001, "2000-02-29T00:00:00.000001Z"),
+            (951_868_799_999_999, "2000-02-29T23:59:59.999999Z"),
+            (4_107_542_400_000_000, "2100-03-01T00:00:00.000000Z"),
+            (1_764_629_345_123_000, "2025-12-01T22:49:05.123000Z"),
+            (253_402_300_799_000_000, "9999-12-31T23:59:59.000000Z"),
+        ];
+        for (us, text) in cases {
+            assert_eq!(rfc3339(us), text, "{us}");
+        }
+    }
+
+    #[test]
+    fn the_watermark_passes_an_event_only_with_every_earlier_one() {
+        let mut w = Window::default();
+        for offset in [3, 5, 8, 9] {
+            w.start(offset);
+        }
+        assert_eq!(w.finish(5), None, "3 still in flight");
+        assert_eq!(w.finish(9), None);
+        assert_eq!(w.finish(3), Some(5), "3 and 5 done, 8 not");
+        assert_eq!(w.len(), 2);
+        w.start(12);
+        assert_eq!(w.finish(8), Some(9));
+        assert_eq!((w.finish(12), w.len()), (Some(12), 0));
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod tests;
 pub use element::Element;
 pub use error::CrdtError;
 pub use replica::{ReplicaId, Writer};
+pub use stored::AppliedDeltas;
 
 pub use flag::Flag;
 pub use gcounter::GCounter;

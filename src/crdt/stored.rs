@@ -15,7 +15,9 @@ use super::ormap::{OrMap, StoredOrMap};
 use super::orset::OrSet;
 use super::pncounter::{PnCounter, StoredPnCounter};
 use super::vote::{StoredVote, Vote};
+use super::replica::{ReplicaId, Writer};
 use super::{Crdt, Flag};
+use crate::proto::cloudstate::crdt::CrdtDelta;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct StoredCrdt {
@@ -44,7 +46,60 @@ pub enum Kind {
     Vote(StoredVote),
 }
 
+/// One delta as a delta-log record keeps it: with the writer it was
+/// applied by, because applying is deterministic given state, delta and
+/// writer (LWW clocks read the writer's time).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StoredDelta {
+    #[prost(uint64, tag = "1")]
+    pub replica: u64,
+    #[prost(int64, tag = "2")]
+    pub now_ms: i64,
+    #[prost(message, optional, tag = "3")]
+    pub delta: Option<CrdtDelta>,
+}
+
+/// The deltas one commit applied, in order: one record of a CRDT entity's
+/// delta log. Replayed onto the state before them ([`Crdt::replay`]), they
+/// give the state after.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AppliedDeltas {
+    #[prost(message, repeated, tag = "1")]
+    deltas: Vec<StoredDelta>,
+}
+
+impl AppliedDeltas {
+    /// Notes that `delta` was applied by `writer`.
+    pub fn push(&mut self, delta: &CrdtDelta, writer: Writer) {
+        self.deltas.push(StoredDelta { replica: writer.replica.0, now_ms: writer.now_ms, delta: Some(delta.clone()) });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+}
+
 impl Crdt {
+    /// Applies one delta-log record to `state` (`None`: nothing yet); a
+    /// record that does not decode or apply is [`CrdtError::Corrupt`].
+    pub fn replay(state: &mut Option<Crdt>, record: &[u8]) -> Result<(), CrdtError> {
+        let corrupt = |e: &dyn std::fmt::Display| CrdtError::Corrupt(format!("delta record: {e}"));
+        let record = AppliedDeltas::decode(record).map_err(|e| corrupt(&e))?;
+        for stored in &record.deltas {
+            let delta = stored.delta.as_ref().ok_or_else(|| corrupt(&"no delta"))?;
+            let writer = Writer { replica: ReplicaId(stored.replica), now_ms: stored.now_ms };
+            match state {
+                Some(crdt) => crdt.apply(delta, writer).map_err(|e| corrupt(&e))?,
+                None => *state = Some(Crdt::from_delta(delta, writer).map_err(|e| corrupt(&e))?),
+            }
+        }
+        Ok(())
+    }
+
     /// The full state as protobuf bytes for the store.
     pub fn encode(&self) -> Vec<u8> {
         self.to_stored().encode_to_vec()

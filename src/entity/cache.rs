@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
+use super::crdt_store::Durable;
 use crate::store::Journal;
 
 /// What activation would otherwise read from storage.
@@ -15,8 +16,9 @@ use crate::store::Journal;
 pub enum Cached {
     Journal(Journal),
     Value(Option<Bytes>),
-    /// A CRDT entity's stored bytes (empty: deleted).
-    Crdt(Option<Bytes>),
+    /// A CRDT entity's state and where its stored delta log stands.
+    Crdt(Durable),
+    CrdtDeleted,
 }
 
 impl Cached {
@@ -29,7 +31,9 @@ impl Cached {
                 Cached::Journal(j) => {
                     j.snapshot.as_ref().map_or(0, |s| s.1.len() + 8) + j.events.iter().map(|e| e.1.len() + 16).sum::<usize>()
                 }
-                Cached::Value(v) | Cached::Crdt(v) => v.as_ref().map_or(0, Bytes::len),
+                Cached::Value(v) => v.as_ref().map_or(0, Bytes::len),
+                Cached::Crdt(d) => d.size(),
+                Cached::CrdtDeleted => 0,
             }
     }
 }

@@ -6,8 +6,9 @@
 //! are in flight at once and replies are matched by `command_id`; a
 //! server-streaming method's call stays open after a `streamed` reply and
 //! receives `streamed_message`s until either side ends it. Every delta is
-//! applied here and the whole state written through the core's group
-//! commit before any answer that follows it is released. Replies read
+//! applied here and written (as a delta record, or the whole state: see
+//! [`super::crdt_store`]) through the core's group commit before any answer
+//! that follows it is released. Replies read
 //! together are committed together. A delete writes a tombstone, answers,
 //! and closes the stream; the entity then answers "Entity deleted".
 //!
@@ -26,8 +27,9 @@ use crate::http2::{client::ResponseFuture, SendStream};
 use tracing::debug;
 
 use super::cache::Cached;
+use super::crdt_store::Durable;
 use super::stateful::{self, undecodable, Answer, Closing, End, EntityKey, Idle, Msg, Reply, StreamSink};
-use crate::crdt::{Crdt, ReplicaId, Writer};
+use crate::crdt::{AppliedDeltas, Crdt, ReplicaId, Writer};
 use crate::discovery::{report_error, EntityService, MethodRoute, Shape};
 use crate::dispatch::End as DispatchEnd;
 use crate::effects::{self, Outcome};
@@ -38,7 +40,6 @@ use crate::proto::cloudstate::crdt::{
 };
 use crate::proto::cloudstate::{Command, Failure, SideEffect, StreamCancelled};
 use crate::proto::google::protobuf::Any;
-use crate::store::Write;
 use crate::userfn::{upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -197,10 +198,10 @@ struct Live<'a> {
     svc: &'a EntityService,
     entity_id: &'a str,
     link: Link,
-    /// `None` until the first delta says what type it is.
-    crdt: Option<Crdt>,
-    /// What storage holds, for the hot cache.
-    stored: Option<Bytes>,
+    /// The state, as committed between batches.
+    state: Durable,
+    /// The deltas applied in the batch being decided.
+    applied: AppliedDeltas,
     pending: BTreeMap<i64, Pending>,
     /// Streamed calls open after their reply; `None` while the reply that
     /// opens one waits for its commit.
@@ -223,26 +224,21 @@ pub(super) async fn session(
     cached: Option<Cached>,
 ) -> End {
     let entity_id = key.1.as_str();
-    let stored = match cached {
-        Some(Cached::Crdt(stored)) => stored,
-        _ => match core.store.read_crdt(store_id(svc), entity_id).await {
-            Ok(stored) => stored,
+    let loaded = match cached {
+        Some(Cached::Crdt(state)) => Some(state),
+        Some(Cached::CrdtDeleted) => None,
+        _ => match core.store.read_crdt(store_id(svc), entity_id).await.map(Durable::load) {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => return End::Crashed(Status::new(Code::DataLoss, format!("entity {entity_id:?}: {e}"))),
             Err(status) => return End::Crashed(status),
         },
     };
-    let crdt = match stored.as_deref() {
-        None => None,
-        Some([]) => return End::Deleted(None),
-        Some(bytes) => match Crdt::decode(bytes) {
-            Ok(crdt) => Some(crdt),
-            Err(e) => return End::Crashed(Status::new(Code::DataLoss, format!("entity {entity_id:?}: {e}"))),
-        },
-    };
+    let Some(state) = loaded else { return End::Deleted(None) };
     let mut link = match Link::open(core, svc).await {
         Ok(link) => link,
         Err(status) => return End::Crashed(status),
     };
-    let delta = crdt.as_ref().map(|c| c.to_initial_delta(THIS_NODE));
+    let delta = state.crdt.as_ref().map(|c| c.to_initial_delta(THIS_NODE));
     let init = CrdtInit { service_name: svc.name.clone(), entity_id: entity_id.to_owned(), delta };
     if let Err(status) = link.send(crdt_stream_in::Message::Init(init)).await {
         return End::Crashed(status);
@@ -253,8 +249,8 @@ pub(super) async fn session(
         svc,
         entity_id,
         link,
-        crdt,
-        stored,
+        state,
+        applied: AppliedDeltas::default(),
         pending: BTreeMap::new(),
         streams: BTreeMap::new(),
         cancelling: BTreeSet::new(),
@@ -296,12 +292,12 @@ impl Live<'_> {
                 Event::Queue(Ok(Msg::Passivate)) => {
                     idle.asked.set(false);
                     if self.resting && rx.is_empty() {
-                        return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.stored)));
+                        return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.state)));
                     }
                     Ok(())
                 }
                 // The registry holds a sender while the entity is active.
-                Event::Queue(Err(_)) => return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.stored))),
+                Event::Queue(Err(_)) => return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.state))),
                 Event::Function(Ok(Ok(body))) => match self.batch(body).await {
                     Ok(None) => Ok(()),
                     Ok(Some(stop)) => return self.stop(stop),
@@ -379,7 +375,6 @@ impl Live<'_> {
     /// commits the resulting state once, then releases the answers in
     /// order. `Err` crashes the entity.
     async fn batch(&mut self, first: Bytes) -> Result<Option<Stop>, Status> {
-        let before = (self.crdt.clone(), self.stored.clone());
         let mut releases = Vec::new();
         let (mut dirty, mut stop, mut trailing) = (false, None, None);
         let mut next = Some(first);
@@ -405,19 +400,17 @@ impl Live<'_> {
                 Err(flume::TryRecvError::Empty) => {}
             }
         }
-        let bytes = match (&stop, &self.crdt) {
-            (Some(Stop::Deleted), _) => Some(Bytes::new()),
-            (_, Some(crdt)) if dirty => Some(Bytes::from(crdt.encode())),
+        let applied = std::mem::take(&mut self.applied);
+        let (pid, eid) = (store_id(self.svc), self.entity_id);
+        let write = match &stop {
+            Some(Stop::Deleted) => Some(self.state.tombstone(pid, eid)),
+            _ if dirty => Some(self.state.write(pid, eid, &applied)),
             _ => None,
         };
-        if let Some(bytes) = bytes {
-            let write = Write::CrdtState {
-                persistence_id: store_id(self.svc).to_owned(),
-                entity_id: self.entity_id.to_owned(),
-                bytes: bytes.clone(),
-            };
+        if let Some(write) = write {
+            // A failed commit crashes the entity, so the next activation
+            // reads what storage holds: nothing to roll back here.
             if let Err(status) = Box::pin(self.core.store.commit(vec![write])).await {
-                (self.crdt, self.stored) = before;
                 for release in releases {
                     if let Release::Reply { reply, .. } = release {
                         reply.finish(Err(status.clone()));
@@ -425,7 +418,6 @@ impl Live<'_> {
                 }
                 return Err(status);
             }
-            self.stored = Some(bytes);
         }
         for release in releases {
             self.release(release).await?;
@@ -554,11 +546,12 @@ impl Live<'_> {
             Some(crdt_state_action::Action::Delete(_)) => Ok(Effect::Deleted),
             Some(crdt_state_action::Action::Update(delta)) => {
                 let writer = Writer::now(THIS_NODE);
-                let applied = match &mut self.crdt {
+                let applied = match &mut self.state.crdt {
                     Some(crdt) => crdt.apply(&delta, writer),
-                    None => Crdt::from_delta(&delta, writer).map(|crdt| self.crdt = Some(crdt)),
+                    None => Crdt::from_delta(&delta, writer).map(|crdt| self.state.crdt = Some(crdt)),
                 };
                 applied.map_err(|e| violation(format!("entity {:?}: {e}", self.entity_id), command))?;
+                self.applied.push(&delta, writer);
                 Ok(Effect::Changed)
             }
         }
@@ -579,7 +572,7 @@ impl Live<'_> {
                     pending.reply.finish(Err(status.clone()));
                 }
                 self.fail_all(&status);
-                End::Restart(Some(Cached::Crdt(self.stored)))
+                End::Restart(Some(Cached::Crdt(self.state)))
             }
             Stop::Failed(status) => {
                 self.fail_all(&status);

@@ -5,6 +5,7 @@
 pub mod action;
 pub mod cache;
 pub mod crdt;
+mod crdt_store;
 pub mod eventsourced;
 pub mod key;
 pub mod metadata;

@@ -578,7 +578,7 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
         }
         End::Deleted(stream) => {
             debug!(service = %svc.name, entity = %entity_id, "deleted");
-            core.cache.borrow_mut().put(key.clone(), Cached::Crdt(Some(Bytes::new())));
+            core.cache.borrow_mut().put(key.clone(), Cached::CrdtDeleted);
             fail_queued(&rx, &crdt::deleted());
             if let Some(stream) = stream {
                 Box::pin(stream.close(core.max_message_size())).await;

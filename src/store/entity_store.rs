@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{keys, migrate, Journal, Op, Store, TaggedEvent, Write};
+use super::{keys, migrate, CrdtRecords, Journal, Op, Store, TaggedEvent, Write};
 
 /// Upper bound on events read back in one activation scan step.
 const SCAN_STEP: usize = 4096;
@@ -137,9 +137,26 @@ impl EntityStore {
         Ok(self.kv.get(&keys::value(pid, eid))?.map(Bytes::from))
     }
 
-    /// A CRDT entity's stored state (empty: deleted).
-    pub fn read_crdt(&self, pid: &str, eid: &str) -> io::Result<Option<Bytes>> {
-        Ok(self.kv.get(&keys::crdt(pid, eid))?.map(Bytes::from))
+    /// A CRDT entity's state record and the delta records after it.
+    pub fn read_crdt(&self, pid: &str, eid: &str) -> io::Result<CrdtRecords> {
+        let state = self.kv.get(&keys::crdt(pid, eid))?.map(Bytes::from);
+        let prefix = keys::crdt_deltas_of(pid, eid);
+        let mut deltas = Vec::new();
+        loop {
+            let start = keys::crdt_delta(pid, eid, deltas.len() as u64 + 1);
+            let page = self.kv.scan(&prefix, &start, SCAN_STEP)?;
+            let full = page.len() == SCAN_STEP;
+            for (k, v) in page {
+                // Numbered from 1 with no gap: any other key is corrupt.
+                if k.len() != prefix.len() + 8 || keys::trailing_u64(&k) != Some(deltas.len() as u64 + 1) {
+                    return Err(corrupt("CRDT delta key", pid, eid));
+                }
+                deltas.push(Bytes::from(v));
+            }
+            if !full {
+                return Ok(CrdtRecords { state, deltas });
+            }
+        }
     }
 
     /// Applies a batch atomically for storage writer `writer`; its events
@@ -169,13 +186,15 @@ impl EntityStore {
     fn commit(&self, writer: u16, batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
         let mut ops = Vec::with_capacity(batch.len() * 2 + 1);
         let mut offset = first;
+        // One time for the whole batch: its events become durable together.
+        let appended_us = (count > 0).then(now_us);
         for write in batch {
             match write {
                 Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } => {
                     for (i, event) in events.iter().enumerate() {
                         let seq = first_sequence + i as u64;
                         ops.push(Op::Put(keys::event(pid, eid, seq), event.to_vec()));
-                        ops.push(Op::Put(keys::tag(pid, offset), keys::tag_value(eid, seq)));
+                        ops.push(Op::Put(keys::tag(pid, offset), keys::tag_value(eid, seq, appended_us)));
                         offset += 1;
                     }
                 }
@@ -189,8 +208,12 @@ impl EntityStore {
                 Write::ConsumerOffset { persistence_id: pid, group, offset } => {
                     ops.push(Op::Put(keys::consumer_offset(pid, group), offset.to_be_bytes().to_vec()));
                 }
-                Write::CrdtState { persistence_id: pid, entity_id: eid, bytes } => {
+                Write::CrdtState { persistence_id: pid, entity_id: eid, bytes, folded } => {
                     ops.push(Op::Put(keys::crdt(pid, eid), bytes.to_vec()));
+                    ops.extend((1..=*folded).map(|n| Op::Delete(keys::crdt_delta(pid, eid, n))));
+                }
+                Write::CrdtDelta { persistence_id: pid, entity_id: eid, number, bytes } => {
+                    ops.push(Op::Put(keys::crdt_delta(pid, eid, *number), bytes.to_vec()));
                 }
             }
         }
@@ -219,9 +242,9 @@ impl EntityStore {
             if offset > through {
                 break;
             }
-            let (entity_id, sequence) = keys::parse_tag_value(&v).ok_or_else(|| corrupt("tag value", pid, ""))?;
-            let event = self.kv.get(&keys::event(pid, &entity_id, sequence))?.ok_or_else(|| corrupt("tagged event", pid, &entity_id))?;
-            out.push(TaggedEvent { offset, entity_id, sequence, event: event.into() });
+            let tag = keys::parse_tag_value(&v).ok_or_else(|| corrupt("tag value", pid, ""))?;
+            let event = self.kv.get(&keys::event(pid, &tag.entity_id, tag.sequence))?.ok_or_else(|| corrupt("tagged event", pid, &tag.entity_id))?;
+            out.push(TaggedEvent { offset, entity_id: tag.entity_id, sequence: tag.sequence, event: event.into(), appended_us: tag.appended_us });
         }
         Ok(out)
     }
@@ -264,6 +287,11 @@ impl EntityStore {
     fn committed_through(&self) -> u64 {
         self.committed.lock().unwrap_or_else(|p| p.into_inner()).through
     }
+}
+
+/// Wall-clock microseconds since the Unix epoch (0 if the clock is before it).
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn corrupt(what: &str, pid: &str, eid: &str) -> io::Error {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, info, warn};
 
-use super::{EntityStore, Journal, TaggedEvent, Write};
+use super::{CrdtRecords, EntityStore, Journal, TaggedEvent, Write};
 use crate::grpc::{Code, Status};
 
 /// Storage threads run short, shallow calls into the engine.
@@ -35,7 +35,7 @@ enum Job {
     CountTagged { pid: String, after: u64, cap: usize, done: oneshot::Sender<io::Result<usize>> },
     ReadConsumerOffset { pid: String, group: String, done: oneshot::Sender<io::Result<u64>> },
     WatchTags { done: oneshot::Sender<flume::Receiver<()>> },
-    ReadCrdt { pid: String, eid: String, done: oneshot::Sender<io::Result<Option<Bytes>>> },
+    ReadCrdt { pid: String, eid: String, done: oneshot::Sender<io::Result<CrdtRecords>> },
     Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
     /// Finish: sent at shutdown after everything queued before it.
     Stop,
@@ -166,8 +166,8 @@ impl StoreHandle {
         rx.await.map_err(|_| gone())
     }
 
-    /// A CRDT entity's stored state (empty: deleted).
-    pub async fn read_crdt(&self, pid: &str, eid: &str) -> Result<Option<Bytes>, Status> {
+    /// A CRDT entity's state record and the delta records after it.
+    pub async fn read_crdt(&self, pid: &str, eid: &str) -> Result<CrdtRecords, Status> {
         let (done, rx) = oneshot::channel();
         self.read(Job::ReadCrdt { pid: pid.to_owned(), eid: eid.to_owned(), done })?;
         rx.await.map_err(|_| gone())?.map_err(|e| failed("reading the CRDT", &e))

@@ -11,7 +11,8 @@
 //! | `S` | `S pid eid` | `seq(8)` + snapshot `Any` |
 //! | `V` | `V pid eid` | value `Any` |
 //! | `R` | `R pid eid` | CRDT state ([`crate::crdt::Crdt::encode`]); empty: deleted (tombstone) |
-//! | `T` | `T pid offset(8)` | `eid seq(8)`: the event's place in the tag log |
+//! | `D` | `D pid eid n(8)` | the `n`-th CRDT delta record after the `R` state ([`crate::crdt::AppliedDeltas`]), numbered from 1 |
+//! | `T` | `T pid offset(8)` | `eid seq(8) [time(8)]`: the event's place in the tag log and when it was appended (µs since the Unix epoch; absent in records written before times were kept) |
 //! | `O` | `O writer(2)` | highest offset a storage writer has committed (8) |
 //! | `C` | `C pid group` | offset(8): the last tag-log offset a consumer group processed |
 //!
@@ -77,6 +78,16 @@ pub fn crdt(pid: &str, eid: &str) -> Vec<u8> {
     entity(b'R', pid, eid, 0).0
 }
 
+/// Key of a CRDT entity's `n`-th delta record.
+pub fn crdt_delta(pid: &str, eid: &str, n: u64) -> Vec<u8> {
+    entity(b'D', pid, eid, 8).u64(n).0
+}
+
+/// Prefix of every delta record of one CRDT entity, and of nothing else.
+pub fn crdt_deltas_of(pid: &str, eid: &str) -> Vec<u8> {
+    entity(b'D', pid, eid, 0).0
+}
+
 pub fn tag(pid: &str, offset: u64) -> Vec<u8> {
     Key::new(b'T', 12 + pid.len()).str(pid).u64(offset).0
 }
@@ -98,20 +109,34 @@ pub fn writer_offset(writer: u16) -> Vec<u8> {
     k
 }
 
-/// The value of a tag entry: where the event lives.
-pub fn tag_value(eid: &str, seq: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(eid.len() + 12);
+/// The value of a tag entry: where the event lives and, when known, its
+/// append time in microseconds since the Unix epoch.
+pub fn tag_value(eid: &str, seq: u64, appended_us: Option<u64>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(eid.len() + 20);
     put_str(&mut v, eid);
     v.extend_from_slice(&seq.to_be_bytes());
+    if let Some(us) = appended_us {
+        v.extend_from_slice(&us.to_be_bytes());
+    }
     v
 }
 
-/// Splits a tag entry's value back into `(entity id, sequence)`.
-pub fn parse_tag_value(v: &[u8]) -> Option<(String, u64)> {
+/// A tag entry's value read back (see [`tag_value`]).
+#[derive(Debug, PartialEq)]
+pub struct TagValue {
+    pub entity_id: String,
+    pub sequence: u64,
+    pub appended_us: Option<u64>,
+}
+
+/// Splits a tag entry's value back into its parts; entries of older builds
+/// have no time.
+pub fn parse_tag_value(v: &[u8]) -> Option<TagValue> {
     let mut r = Reader(v);
-    let eid = r.str()?;
-    let seq = r.u64()?;
-    r.0.is_empty().then(|| (eid.to_owned(), seq))
+    let entity_id = r.str()?.to_owned();
+    let sequence = r.u64()?;
+    let appended_us = if r.0.is_empty() { None } else { Some(r.u64()?) };
+    r.0.is_empty().then_some(TagValue { entity_id, sequence, appended_us })
 }
 
 /// The big-endian u64 that ends a key.
@@ -164,6 +189,7 @@ mod tests {
                     let (pa, kb) = (events_of("cart", a), event("cart", b, 1));
                     assert!(!kb.starts_with(&pa), "{a:?} would scan {b:?}'s events");
                     assert!(!snapshot("cart", b).starts_with(&snapshot("cart", a)) || a == b);
+                    assert!(!crdt_delta("cart", b, 1).starts_with(&crdt_deltas_of("cart", a)), "{a:?} would scan {b:?}'s deltas");
                 }
             }
         }
@@ -171,17 +197,37 @@ mod tests {
     }
 
     #[test]
-    fn tag_values_round_trip_any_entity_id() {
+    fn tag_values_round_trip_any_entity_id_with_or_without_a_time() {
         for eid in ["", "a", "a\0b", "\u{10ffff}"] {
-            assert_eq!(parse_tag_value(&tag_value(eid, 42)), Some((eid.to_owned(), 42)));
+            for appended_us in [None, Some(0), Some(1_764_629_345_123_456)] {
+                let parsed = parse_tag_value(&tag_value(eid, 42, appended_us));
+                assert_eq!(parsed, Some(TagValue { entity_id: eid.to_owned(), sequence: 42, appended_us }));
+            }
         }
         assert_eq!(parse_tag_value(b"\0\0\0\x09short"), None);
-        assert_eq!(parse_tag_value(&[tag_value("a", 1), vec![0]].concat()), None, "trailing bytes");
+        assert_eq!(parse_tag_value(&[tag_value("a", 1, None), vec![0]].concat()), None, "trailing bytes");
+        assert_eq!(parse_tag_value(&[tag_value("a", 1, Some(7)), vec![0]].concat()), None, "trailing bytes after the time");
+    }
+
+    #[test]
+    fn tag_values_of_format_2_before_times_still_read() {
+        // `eid seq(8)`, as builds before append times wrote them.
+        let old = [&[0, 0, 0, 1][..], b"a", &3u64.to_be_bytes()].concat();
+        assert_eq!(parse_tag_value(&old), Some(TagValue { entity_id: "a".into(), sequence: 3, appended_us: None }));
     }
 
     #[test]
     fn sequences_sort_numerically_within_an_entity() {
         assert!(event("p", "e", 2) < event("p", "e", 256));
         assert!(events_of("p", "e") < event("p", "e", 0));
+        assert!(crdt_delta("p", "e", 2) < crdt_delta("p", "e", 256));
+        assert!(crdt_delta("p", "e", 1).starts_with(&crdt_deltas_of("p", "e")));
+    }
+
+    #[test]
+    fn crdt_deltas_have_their_own_prefix() {
+        let (state, delta) = (crdt("p", "e"), crdt_delta("p", "e", 1));
+        assert!(!delta.starts_with(&state) && !state.starts_with(&crdt_deltas_of("p", "e")), "neither kind scans the other");
+        assert_eq!(&delta[..1], b"D");
     }
 }

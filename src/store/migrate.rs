@@ -96,7 +96,7 @@ fn convert(k: &[u8], v: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
             let (eid, tail) = v.split_at(v.len().checked_sub(9)?);
             (tail[0] == 0).then_some(())?;
             let seq = u64::from_be_bytes(tail[1..].try_into().ok()?);
-            Some((keys::tag(pid, offset), keys::tag_value(&utf8(eid)?, seq)))
+            Some((keys::tag(pid, offset), keys::tag_value(&utf8(eid)?, seq, None)))
         }
         b's' => Some((keys::snapshot(pid, &utf8(rest)?), v.to_vec())),
         b'v' => Some((keys::value(pid, &utf8(rest)?), v.to_vec())),
@@ -120,7 +120,7 @@ mod tests {
             (v1(&[b"j\0cart\0V\0Z\0", &seq]), b"ev".to_vec(), keys::event("cart", "V\0Z", 3), b"ev".to_vec()),
             (v1(&[b"s\0cart\0V"]), b"sn".to_vec(), keys::snapshot("cart", "V"), b"sn".to_vec()),
             (v1(&[b"v\0cart\0a\0b"]), b"va".to_vec(), keys::value("cart", "a\0b"), b"va".to_vec()),
-            (v1(&[b"t\0cart\0", &seq]), v1(&[b"V\0Z\0", &seq]), keys::tag("cart", 3), keys::tag_value("V\0Z", 3)),
+            (v1(&[b"t\0cart\0", &seq]), v1(&[b"V\0Z\0", &seq]), keys::tag("cart", 3), keys::tag_value("V\0Z", 3, None)),
             (b"o".to_vec(), seq.to_vec(), keys::writer_offset(0), seq.to_vec()),
         ];
         for (k, v, nk, nv) in cases {

@@ -56,9 +56,19 @@ pub enum Write {
     /// A consumer group has processed the tag log of `persistence_id`
     /// through `offset`.
     ConsumerOffset { persistence_id: String, group: String, offset: u64 },
-    /// A CRDT entity's whole state; empty `bytes` is the tombstone of a
-    /// deleted one.
-    CrdtState { persistence_id: String, entity_id: String, bytes: Bytes },
+    /// A CRDT entity's whole state, replacing its delta records
+    /// `1..=folded`; empty `bytes` is the tombstone of a deleted one.
+    CrdtState { persistence_id: String, entity_id: String, bytes: Bytes, folded: u64 },
+    /// A CRDT entity's `number`-th delta record after its state.
+    CrdtDelta { persistence_id: String, entity_id: String, number: u64, bytes: Bytes },
+}
+
+/// A CRDT entity as stored: its state record (absent: none yet; empty:
+/// deleted) and the delta records after it, in order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CrdtRecords {
+    pub state: Option<Bytes>,
+    pub deltas: Vec<Bytes>,
 }
 
 /// One operation of an atomic batch.
@@ -85,6 +95,9 @@ pub struct TaggedEvent {
     pub entity_id: String,
     pub sequence: u64,
     pub event: Bytes,
+    /// When the event's batch was written, in microseconds since the Unix
+    /// epoch; `None` for events stored before append times were kept.
+    pub appended_us: Option<u64>,
 }
 
 #[cfg(test)]

@@ -117,18 +117,64 @@ fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
 #[test]
 fn crdt_states_overwrite_and_keep_their_tombstone() {
     for (name, store, dir) in stores() {
-        let put = |eid: &str, bytes: &'static [u8]| Write::CrdtState { persistence_id: "c".into(), entity_id: eid.into(), bytes: Bytes::from_static(bytes) };
-        assert_eq!(store.read_crdt("c", "a").unwrap(), None, "{name}: new");
-        store.write(0, &[put("a", b"one"), put("ab", b"other")], true).unwrap();
-        store.write(0, &[put("a", b"two")], true).unwrap();
-        assert_eq!(store.read_crdt("c", "a").unwrap().as_deref(), Some(&b"two"[..]), "{name}");
-        store.write(0, &[put("a", b"")], true).unwrap();
-        assert_eq!(store.read_crdt("c", "a").unwrap().as_deref(), Some(&b""[..]), "{name}: the tombstone stays");
-        assert_eq!(store.read_crdt("c", "ab").unwrap().as_deref(), Some(&b"other"[..]), "{name}");
+        let put = |eid: &str, bytes: &'static [u8], folded| Write::CrdtState {
+            persistence_id: "c".into(),
+            entity_id: eid.into(),
+            bytes: Bytes::from_static(bytes),
+            folded,
+        };
+        let delta = |eid: &str, number, bytes: &'static [u8]| Write::CrdtDelta {
+            persistence_id: "c".into(),
+            entity_id: eid.into(),
+            number,
+            bytes: Bytes::from_static(bytes),
+        };
+        let state = |eid: &str| store.read_crdt("c", eid).unwrap().state;
+        assert_eq!(store.read_crdt("c", "a").unwrap(), CrdtRecords::default(), "{name}: new");
+        store.write(0, &[put("a", b"one", 0), put("ab", b"other", 0)], true).unwrap();
+        store.write(0, &[put("a", b"two", 0)], true).unwrap();
+        assert_eq!(state("a").as_deref(), Some(&b"two"[..]), "{name}");
+        store.write(0, &[delta("a", 1, b"d1"), delta("ab", 1, b"x")], true).unwrap();
+        store.write(0, &[delta("a", 2, b"d2")], true).unwrap();
+        let records = store.read_crdt("c", "a").unwrap();
+        assert_eq!(records.deltas, [Bytes::from("d1"), Bytes::from("d2")], "{name}: in order, none of `ab`'s");
+        store.write(0, &[put("a", b"three", 2)], true).unwrap();
+        assert_eq!(store.read_crdt("c", "a").unwrap().deltas, Vec::<Bytes>::new(), "{name}: folded into the state");
+        store.write(0, &[delta("a", 1, b"d1'")], true).unwrap();
+        store.write(0, &[put("a", b"", 1)], true).unwrap();
+        assert_eq!(store.read_crdt("c", "a").unwrap(), CrdtRecords { state: Some(Bytes::new()), deltas: vec![] }, "{name}: the tombstone stays");
+        assert_eq!(store.read_crdt("c", "ab").unwrap().deltas, [Bytes::from("x")], "{name}");
+        assert_eq!(state("ab").as_deref(), Some(&b"other"[..]), "{name}");
         assert_eq!(store.read_value("c", "a").unwrap(), None, "{name}: not a value entity's key");
         drop(store);
         if let Some(dir) = dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+#[test]
+fn tagged_events_carry_their_append_time_and_old_entries_none() {
+    let us = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let kv = MemoryStore::default();
+    // A tag entry as builds before append times wrote it, at offset 1.
+    let old = vec![
+        Op::Put(keys::FORMAT_KEY.to_vec(), keys::FORMAT.to_vec()),
+        Op::Put(keys::event("cart", "old", 1), b"old-1".to_vec()),
+        Op::Put(keys::tag("cart", 1), keys::tag_value("old", 1, None)),
+        Op::Put(keys::writer_offset(0), 1u64.to_be_bytes().to_vec()),
+    ];
+    kv.commit(old, true).unwrap();
+    let store = EntityStore::open(Box::new(kv), None).unwrap();
+    let before = us();
+    store.write(0, &[events("cart", "a", 1, 2)], true).unwrap();
+    let after = us();
+    let log = store.events_by_tag("cart", 0, 10).unwrap();
+    assert_eq!(log.iter().map(|e| e.offset).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(log[0].appended_us, None, "written before times were kept");
+    for e in &log[1..] {
+        let t = e.appended_us.expect("appended by this build");
+        assert!((before..=after).contains(&t), "{t} outside {before}..={after}");
+    }
+    assert_eq!(log[1].appended_us, log[2].appended_us, "one batch, one time");
 }

@@ -85,12 +85,13 @@ impl Consumers {
         let entry = Entry::decode(payload.value).map_err(bad)?;
         let id = metadata(command, "ce-id");
         eprintln!(
-            "consumed {}/{} ce-id={id} ce-source={} ce-subject={} ce-type={} text={}",
+            "consumed {}/{} ce-id={id} ce-source={} ce-subject={} ce-type={} ce-time={} text={}",
             command.service_name,
             command.name,
             metadata(command, "ce-source"),
             metadata(command, "ce-subject"),
             metadata(command, "ce-type"),
+            metadata(command, "ce-time"),
             entry.text
         );
         let fail_once = entry.text.starts_with("fail-once:") && self.failed_once.borrow_mut().insert((command.name.clone(), id));
