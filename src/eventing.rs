@@ -3,9 +3,11 @@
 //! [`EVENTING_CORE`] and turns every event of that persistence id's tag log,
 //! in offset order, into an action command with CloudEvent metadata.
 //!
-//! Events start in offset order, up to [`IN_FLIGHT`] at once, each on its
-//! own call, so the function may see neighbouring events concurrently;
-//! `ce-id` carries the order. Delivery is at least once: the group's offset
+//! Events are admitted in offset order, up to [`IN_FLIGHT`] at once, each
+//! on its own call. One entity's events reach the function one at a time,
+//! in offset order (an event waits for its entity's previous one); events
+//! of different entities may overlap, and `ce-id` carries the global
+//! order. Delivery is at least once: the group's offset
 //! is stored (through the core's group commit, at most one write in flight
 //! per consumer) only past events that, with every earlier one, were
 //! processed, so a restart resumes after the last stored offset and may
@@ -15,7 +17,7 @@
 
 use std::{
     cell::Cell,
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     future::Future,
     pin::Pin,
     rc::Rc,
@@ -107,8 +109,8 @@ type Page = Option<(Vec<TaggedEvent>, Option<usize>)>;
 
 /// What woke a consumer's loop.
 enum Wake {
-    /// The delivery of this offset succeeded.
-    Done(u64),
+    /// The delivery of this offset (of this entity) succeeded.
+    Done(u64, String),
     /// A page read from the tag log, and how many events lie beyond it
     /// (when counted).
     Page(Vec<TaggedEvent>, Option<usize>),
@@ -123,6 +125,12 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
     let reported = Rc::new(Cell::new(false));
     let mut window = Window::default();
     let mut ahead: VecDeque<TaggedEvent> = VecDeque::new();
+    // Entities with a delivery running, and their admitted events waiting
+    // behind it.
+    let mut busy: HashMap<String, VecDeque<TaggedEvent>> = HashMap::new();
+    let spawn = |event: TaggedEvent| {
+        monoio::spawn(deliver_in_turn(core.clone(), index, event, done_tx.clone(), reported.clone()));
+    };
     // The next offset to read, whether the last page was short (the log is
     // drained: wait for news first), the events counted beyond it.
     let (mut next, mut drained, mut beyond) = (offset + 1, false, 0);
@@ -132,7 +140,13 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
         while window.len() < IN_FLIGHT {
             let Some(event) = ahead.pop_front() else { break };
             window.start(event.offset);
-            monoio::spawn(deliver_in_turn(core.clone(), index, event, done_tx.clone(), reported.clone()));
+            match busy.get_mut(&event.entity_id) {
+                Some(waiting) => waiting.push_back(event),
+                None => {
+                    busy.insert(event.entity_id.clone(), VecDeque::new());
+                    spawn(event);
+                }
+            }
         }
         if reading.is_none() && ahead.len() < IN_FLIGHT {
             let count = !drained && last_count.is_none_or(|t| t.elapsed() >= LAG_RECOUNT);
@@ -146,15 +160,24 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
             None => std::task::Poll::Pending,
         });
         let wake = monoio::select! {
-            done = done_rx.recv_async() => Wake::Done(done.expect("the loop holds a sender")),
+            done = done_rx.recv_async() => {
+                let (offset, entity) = done.expect("the loop holds a sender");
+                Wake::Done(offset, entity)
+            }
             page = read => page.map_or(Wake::Shutdown, |(page, counted)| Wake::Page(page, counted)),
             _ = core.shutdown.wait() => Wake::Shutdown,
         };
         match wake {
-            Wake::Done(offset) => {
+            Wake::Done(offset, entity) => {
                 core.metrics.event_delivered(index);
                 if let Some(through) = window.finish(offset) {
                     saver.save(through);
+                }
+                match busy.get_mut(&entity).and_then(VecDeque::pop_front) {
+                    Some(next) => spawn(next),
+                    None => {
+                        busy.remove(&entity);
+                    }
                 }
             }
             Wake::Page(page, counted) => {
@@ -231,10 +254,10 @@ impl Window {
 
 /// One event's own task: delivered until it succeeds, then reported done
 /// (unless the core shut down first, which leaves its offset unstored).
-async fn deliver_in_turn(core: Rc<Core>, index: usize, event: TaggedEvent, done: flume::Sender<u64>, reported: Rc<Cell<bool>>) {
+async fn deliver_in_turn(core: Rc<Core>, index: usize, event: TaggedEvent, done: flume::Sender<(u64, String)>, reported: Rc<Cell<bool>>) {
     if deliver_until_done(&core, index, &event, &reported).await {
         // A closed channel is a consumer that stopped at shutdown.
-        let _ = done.send(event.offset);
+        let _ = done.send((event.offset, event.entity_id));
     }
 }
 

@@ -30,7 +30,8 @@ struct Delivery {
 }
 
 /// Every delivery the function logged, in arrival order (a consumer keeps
-/// several in flight, so neighbouring events may arrive in either order).
+/// several in flight, so events of different entities may arrive in
+/// either order).
 fn deliveries(log: &str) -> Vec<Delivery> {
     log.lines()
         .filter_map(|line| line.strip_prefix("consumed "))
@@ -154,6 +155,26 @@ fn two_event_logs_and_two_consumer_groups_each_see_every_event_in_order() {
     must_metric(&m, "massa_eventing_delivered_total", "mirror", "ledger-a", 2);
     must_metric(&m, "massa_eventing_delivered_total", "example.eventing.Auditor", "ledger-b", 1);
     must_metric(&m, "massa_eventing_lag_events", "mirror", "ledger-a", 0);
+}
+
+#[test]
+fn one_entitys_events_arrive_one_at_a_time_in_offset_order() {
+    let fn_port = free_port();
+    let f = eventing_fn(fn_port, &[]);
+    let m = start_massa(fn_port, &["--store", "memory"]);
+    // Two entities interleaved: their deliveries may overlap each other,
+    // never themselves.
+    for i in 0..40 {
+        append(&m, "A", if i % 2 == 0 { "e1" } else { "e2" }, &format!("t{i}"));
+    }
+    let logs = || f.log();
+    must_see("all 40 events", logs, |log| texts(log, AUDIT_A).len() == 40);
+    let all = deliveries(&f.log());
+    for entity in ["e1", "e2"] {
+        let arrived: Vec<u64> = all.iter().filter(|d| d.consumer == AUDIT_A && d.subject == entity).map(|d| d.offset).collect();
+        assert_eq!(arrived.len(), 20);
+        assert!(arrived.windows(2).all(|w| w[0] < w[1]), "{entity}'s events arrived out of order: {arrived:?}");
+    }
 }
 
 #[test]
