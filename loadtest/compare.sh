@@ -18,7 +18,9 @@
 # plot needs matplotlib (installed into a venv under /var/tmp if missing).
 # Every load run is bounded by its count (-n) or duration (-z).
 #
-# usage: loadtest/compare.sh [runs=3] [requests=200000]
+# usage: [FN_BIN=path] loadtest/compare.sh [runs=3] [requests=200000]
+# FN_BIN: another build of massa-example-fn to stand behind every proxy
+# (e.g. an older one), so the function is not ours-by-construction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -39,7 +41,7 @@ pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
 [ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
 fn_port=18280; port=19280; admin=19290
 
-$pin_load "$bin/massa-example-fn" --port $fn_port >/dev/null 2>"$work/fn.log" &
+$pin_load "${FN_BIN:-$bin/massa-example-fn}" --port $fn_port >/dev/null 2>"$work/fn.log" &
 sleep 0.3
 
 cat >"$work/haproxy.cfg" <<EOF

@@ -23,7 +23,7 @@ use super::{Config, Error, Headers, Reason};
 const OUT_HIGH: usize = 512 * 1024;
 /// Output bytes beyond which a peer that keeps sending frames that need
 /// answers (PING, SETTINGS) without reading them is dropped.
-const OUT_LIMIT: usize = 4 * 1024 * 1024;
+const OUT_LIMIT: usize = 1024 * 1024;
 /// CONTINUATION frames one header block may span.
 const MAX_CONTINUATIONS: usize = 64;
 

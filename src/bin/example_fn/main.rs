@@ -42,6 +42,9 @@ const MAX_MESSAGE: usize = 64 << 20;
 #[derive(Parser, Debug)]
 #[command(name = "massa-example-fn", version)]
 struct Args {
+    /// I/O driver (as the proxy's `--io-driver`).
+    #[arg(long, value_enum, default_value_t = IoDriver::Auto)]
+    io_driver: IoDriver,
     /// Interface to listen on.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     host: String,
@@ -90,6 +93,7 @@ fn main() {
     let args_crash = args.crash_on_event;
     let echo = Rc::new(EchoFn { args, protocol_prefix: prefix, recorded: RefCell::new(Vec::new()), consumers: ledger::Consumers::new(args_crash) });
     let h2 = H2Options::user_function(echo.args.max_concurrent_streams);
+    let echo_driver = echo.args.io_driver;
     let serve = async move {
         let shutdown = Notify::new();
         if let Some(path) = &echo.args.uds {
@@ -112,7 +116,8 @@ fn main() {
             }
         }
     };
-    runtime::block_on(IoDriver::Auto, serve).expect("runtime");
+    let driver = echo_driver;
+    runtime::block_on(driver, serve).expect("runtime");
 }
 
 impl Service for EchoFn {
