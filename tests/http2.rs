@@ -162,8 +162,10 @@ fn say_body(text: &str) -> Vec<u8> {
     encode_prost(&text_req(text)).to_vec()
 }
 
+type Fields = Vec<(String, String)>;
+
 /// Reads one stream's response: (head fields, body bytes, trailer fields).
-fn response(raw: &mut Raw, stream: u32) -> (Vec<(String, String)>, Vec<u8>, Vec<(String, String)>) {
+fn response(raw: &mut Raw, stream: u32) -> (Fields, Vec<u8>, Fields) {
     let mut decoder = Decoder::new(4096);
     let mut blocks = Vec::new();
     let mut body = Vec::new();

@@ -609,10 +609,8 @@ impl State {
             let value = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
             match id {
                 frame::SETTINGS_HEADER_TABLE_SIZE => self.encoder.set_max_table_size(value as usize),
-                frame::SETTINGS_ENABLE_PUSH => {
-                    if value > 1 || (self.role == Role::Client && value != 0) {
-                        return Err(ConnError(Reason::PROTOCOL_ERROR, "invalid SETTINGS_ENABLE_PUSH"));
-                    }
+                frame::SETTINGS_ENABLE_PUSH if value > 1 || (self.role == Role::Client && value != 0) => {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR, "invalid SETTINGS_ENABLE_PUSH"));
                 }
                 frame::SETTINGS_MAX_CONCURRENT_STREAMS => self.peer_max_streams = value,
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
