@@ -85,7 +85,8 @@ impl Decoder {
             // bytes so that the frames after it are still sliced, not copied.
             self.fill(HEADER_LEN);
             let Some(len) = header(&self.spill, self.max)? else { return Ok(None) };
-            self.spill.reserve((HEADER_LEN + len).saturating_sub(self.spill.len()));
+            // No reserve for the declared length: a peer that announces a
+            // large message and sends little must not make us hold it.
             self.fill(HEADER_LEN + len);
             if self.spill.len() < HEADER_LEN + len {
                 return Ok(None);

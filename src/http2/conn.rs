@@ -17,10 +17,10 @@ use super::frame::{self, Head};
 use super::hpack;
 use super::{Config, Error, Headers, Reason};
 
-/// Output bytes beyond which DATA waits (flow control towards a peer that
-/// reads slowly is then ours, charged to the call's budget, not hidden in
-/// this buffer).
-const OUT_HIGH: usize = 512 * 1024;
+/// Output bytes DATA may fill (flow control towards a peer that reads
+/// slowly is then ours, charged to the call's budget, not hidden in this
+/// buffer).
+const OUT_HIGH: usize = 256 * 1024;
 /// Output bytes beyond which a peer that keeps sending frames that need
 /// answers (PING, SETTINGS) without reading them is dropped.
 const OUT_LIMIT: usize = 1024 * 1024;
@@ -748,10 +748,8 @@ impl State {
     }
 
     fn capacity(&self, s: &Stream) -> usize {
-        if self.out.len() >= OUT_HIGH {
-            return 0;
-        }
-        let window = s.send_window.min(self.send_window) - s.pending_len as i64;
+        let room = OUT_HIGH.saturating_sub(self.out.len()) as i64;
+        let window = s.send_window.min(self.send_window).min(room) - s.pending_len as i64;
         window.max(0) as usize
     }
 
@@ -838,10 +836,8 @@ impl State {
     /// Like [`capacity`](Self::capacity) without the pending data (which is
     /// what is being flushed).
     fn capacity_raw(&self, s: &Stream) -> usize {
-        if self.out.len() >= OUT_HIGH {
-            return 0;
-        }
-        s.send_window.min(self.send_window).max(0) as usize
+        let room = OUT_HIGH.saturating_sub(self.out.len()) as i64;
+        s.send_window.min(self.send_window).min(room).max(0) as usize
     }
 
     fn on_sent_end(&mut self, id: u32) {

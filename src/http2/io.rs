@@ -20,7 +20,7 @@ const READ_CHUNK: usize = 32 * 1024;
 /// its last frames (GOAWAY) to a peer that does not read.
 const WRITE_GRACE: Duration = Duration::from_secs(1);
 /// An output buffer grown past this is not kept for the next write.
-const KEEP_OUT: usize = 1024 * 1024;
+const KEEP_OUT: usize = 256 * 1024;
 
 /// The largest frame we accept: our SETTINGS_MAX_FRAME_SIZE (the default).
 const MAX_FRAME: usize = frame::DEFAULT_MAX_FRAME as usize;
