@@ -101,6 +101,17 @@ impl Stream {
         self.reset.is_some() || (self.recv_closed && self.send_done)
     }
 
+    /// Fails the stream with `error`, dropping what it buffered either way;
+    /// returns the received bytes to give back to the connection window.
+    fn abort(&mut self, error: Error) -> usize {
+        self.reset = Some(error);
+        self.recv.clear();
+        self.pending.clear();
+        self.pending_len = 0;
+        self.wake_all();
+        std::mem::take(&mut self.recv_buffered)
+    }
+
     fn wake_all(&mut self) {
         for w in [self.recv_waker.take(), self.send_waker.take(), self.reset_waker.take()].into_iter().flatten() {
             w.wake();
@@ -529,11 +540,9 @@ impl State {
                 // Informational (1xx): the real head follows.
                 return Ok(());
             }
+            // A trailers-only response (END_STREAM here) carries its status
+            // in the head; there are no separate trailers.
             s.got_head = true;
-            if end_stream {
-                // Trailers-only: the head carries the status.
-                s.trailers = Some(headers.clone());
-            }
             s.head = Some(headers);
         } else {
             if !end_stream {
@@ -571,13 +580,7 @@ impl State {
             return Ok(());
         }
         let unanswered = !s.send_done;
-        s.reset = Some(Error::Reset { reason, remote: true });
-        let returned = s.recv_buffered;
-        s.recv.clear();
-        s.recv_buffered = 0;
-        s.pending.clear();
-        s.pending_len = 0;
-        s.wake_all();
+        let returned = s.abort(Error::Reset { reason, remote: true });
         self.release_connection(returned);
         self.settle(head.stream);
         if role == Role::Server && unanswered {
@@ -888,13 +891,7 @@ impl State {
         if s.finished() {
             return;
         }
-        s.reset = Some(Error::Reset { reason, remote: false });
-        let returned = s.recv_buffered;
-        s.recv.clear();
-        s.recv_buffered = 0;
-        s.pending.clear();
-        s.pending_len = 0;
-        s.wake_all();
+        let returned = s.abort(Error::Reset { reason, remote: false });
         frame::put_rst(&mut self.out, id, reason);
         self.release_connection(returned);
         self.wake_writer();

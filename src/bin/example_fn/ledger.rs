@@ -1,7 +1,7 @@
 //! Event-log eventing (proto/example/eventing/ledger.proto, declared with
 //! `--eventing`): the event-sourced ledgers `LedgerA` and `LedgerB`, and the
 //! consumer actions `Auditor` and `Mirror`. Consumers log each delivery to
-//! stderr; the text of the consumed entry steers failures.
+//! stderr; the text of the consumed entry steers failures and delays.
 
 use std::{cell::RefCell, collections::HashSet};
 
@@ -76,6 +76,13 @@ pub struct Consumers {
 impl Consumers {
     pub fn new(crash_on_event: bool) -> Consumers {
         Consumers { crash_on_event, failed_once: RefCell::default() }
+    }
+
+    /// Whether a delivery should take a while before it is logged and
+    /// answered: entries whose text starts with `slow:` (300 ms).
+    pub fn is_slow(command: &ActionCommand) -> bool {
+        let value = command.payload.as_ref().map(|p| p.value.clone()).unwrap_or_default();
+        Entry::decode(value).is_ok_and(|e| e.text.starts_with("slow:"))
     }
 
     /// One delivery to `Auditor` or `Mirror`.

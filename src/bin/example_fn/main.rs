@@ -211,6 +211,9 @@ impl EchoFn {
     async fn unary(&self, reader: MessageReader, responder: &mut Responder) -> Result<(), Status> {
         let command = ActionCommand::decode(reader.single().await?).map_err(bad)?;
         if ledger::serves(&command.service_name) {
+            if ledger::Consumers::is_slow(&command) {
+                monoio::time::sleep(Duration::from_millis(300)).await;
+            }
             return send(responder, &self.consumers.consume(&command)?).await;
         }
         let request = echo_request(&command)?;
