@@ -54,6 +54,7 @@ pub mod dispatch;
 pub mod effects;
 pub mod entity;
 pub mod eventing;
+pub mod front;
 pub mod grpc;
 pub mod http2;
 pub mod proto;
