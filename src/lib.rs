@@ -43,6 +43,7 @@
 //! - [`effects`]: forwards and side effects.
 //! - [`eventing`]: event-log consumers (events as action commands, stored
 //!   offsets).
+//! - [`transcode`]: HTTP/JSON transcoding rules, requests and replies.
 //! - [`admin`]: admin HTTP port, metrics, gRPC health and reflection.
 //! - [`proto`]: generated protocol types.
 
@@ -63,6 +64,7 @@ pub mod server;
 pub mod shard;
 pub mod store;
 pub mod telemetry;
+pub mod transcode;
 pub mod userfn;
 pub mod worker;
 
