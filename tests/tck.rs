@@ -477,7 +477,6 @@ mod action_tck {
     }
 
     #[test]
-    #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
     fn unary_http_api() {
         let t = setup();
         let body = r#"{"groups": [{"steps": [{"reply": {"message": "foo"}}]}]}"#;
@@ -677,7 +676,6 @@ mod entity_tck {
         }
 
         #[test]
-        #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
         fn verify_http_api() {
             let t = setup();
             let id = fresh("ve-http");
@@ -852,7 +850,6 @@ mod entity_tck {
         }
 
         #[test]
-        #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
         fn verify_http_api() {
             let t = setup();
             let id = fresh("es-http");
@@ -1198,7 +1195,6 @@ mod crdt_tck {
     }
 
     #[test]
-    #[ignore = "needs HTTP/JSON transcoding (google.api.http)"]
     fn verify_crdt_http_api() {
         let t = setup();
         let id = fresh("PNCounter");

@@ -169,8 +169,8 @@ async fn relay_stream<W: ResponseWriter>(mut reader: PipeReader, rule: &HttpRule
             }
             let mut head = Headers::with_capacity(128, 4);
             let content_type = match style {
-                Streamed::Sse => "text/event-stream".to_owned(),
-                Streamed::Lines => content_type.unwrap_or_else(|| "application/x-ndjson".to_owned()),
+                Streamed::Sse => "text/event-stream".into(),
+                Streamed::Lines => content_type.unwrap_or("application/x-ndjson".into()),
             };
             head.push(b"content-type", content_type.as_bytes());
             head.extend(&extra);
