@@ -33,9 +33,15 @@ fn cart_calls(c: &mut Criterion) {
     let add_body = br#"{"productId":"A14362347","name":"Deluxe","quantity":7}"#;
     let reply = cart(3);
     let mut g = c.benchmark_group("transcode");
-    g.bench_function("find/add_item", |b| b.iter(|| matches!(routes.find("POST", black_box("/cart/user-1/items/add")), Found::Route(..))));
-    g.bench_function("find/not_found", |b| b.iter(|| matches!(routes.find("GET", black_box("/nothing/here")), Found::NotFound)));
-    let Found::Route(add, bindings) = routes.find("POST", "/cart/user-1/items/add") else { panic!("AddItem is routed") };
+    g.bench_function("find/add_item", |b| {
+        b.iter(|| matches!(routes.find("POST", black_box("/cart/user-1/items/add")), Found::Route(..)))
+    });
+    g.bench_function("find/not_found", |b| {
+        b.iter(|| matches!(routes.find("GET", black_box("/nothing/here")), Found::NotFound))
+    });
+    let Found::Route(add, bindings) = routes.find("POST", "/cart/user-1/items/add") else {
+        panic!("AddItem is routed")
+    };
     g.bench_function("request/add_item", |b| {
         b.iter(|| add.request(&bindings, None, Some("application/json"), black_box(add_body)).unwrap())
     });
@@ -44,7 +50,9 @@ fn cart_calls(c: &mut Criterion) {
     g.bench_function("response/get_cart_3_items", |b| b.iter(|| get.response(black_box(&reply)).unwrap()));
     g.bench_function("call/add_item", |b| {
         b.iter(|| {
-            let Found::Route(rule, bindings) = routes.find("POST", black_box("/cart/user-1/items/add")) else { unreachable!() };
+            let Found::Route(rule, bindings) = routes.find("POST", black_box("/cart/user-1/items/add")) else {
+                unreachable!()
+            };
             let request = rule.request(&bindings, None, Some("application/json"), add_body).unwrap();
             (request, rule.response(b"").unwrap())
         })

@@ -245,4 +245,34 @@ mod tests {
         let err = validate(&spec, &accept).unwrap_err();
         assert!(err.contains("file [echo.proto] uses syntax [editions]"), "{err}");
     }
+
+    #[test]
+    fn http_rules_are_served_and_unservable_ones_reported() {
+        let dir = std::env::temp_dir().join(format!("massa-http-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = r#"syntax = "proto3"; package h; import "google/api/annotations.proto";
+            message M { string id = 1; }
+            service A {
+              rpc Get(M) returns (M) { option (google.api.http).get = "/m/{id}"; }
+              rpc Bad(M) returns (M) { option (google.api.http).get = "/m/{nope}"; }
+            }"#;
+        std::fs::write(dir.join("h.proto"), source).unwrap();
+        let mut compiler = protox::Compiler::new([dir.clone(), concat!(env!("CARGO_MANIFEST_DIR"), "/proto").into()]).unwrap();
+        compiler.include_imports(true).open_file("h.proto").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let spec = EntitySpec {
+            proto: compiler.encode_file_descriptor_set().into(),
+            entities: vec![Entity { entity_type: ACTION_PROTOCOL.to_owned(), service_name: "h.A".to_owned(), ..Default::default() }],
+            service_info: Some(ServiceInfo { protocol_major_version: 0, protocol_minor_version: 2, ..Default::default() }),
+        };
+        let accept = Acceptance { strict_protocol: true, supported: vec![EntityKind::Action] };
+        let validated = validate(&spec, &accept).unwrap();
+        assert_eq!(
+            validated.http_problems,
+            ["Service [h.A] method [Bad]: HTTP rule [GET /m/{nope}]: path variable [nope]: [h.M] has no field [nope]; it is ignored"]
+        );
+        let router = validated.router;
+        let crate::transcode::Found::Route(rule, _) = router.http().find("GET", "/m/x") else { panic!("GET /m/x is routed") };
+        assert_eq!(Some(rule.route_id()), router.lookup("/h.A/Get").map(|r| r.id));
+    }
 }

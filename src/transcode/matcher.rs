@@ -94,7 +94,13 @@ struct Want<'a> {
 impl Matcher {
     /// Adds a rule; `Err` is the rule already holding the same method,
     /// template shape and verb.
-    pub fn insert(&mut self, segments: &[Segment], verb: Option<&str>, method: Method, rule: usize) -> Result<(), usize> {
+    pub fn insert(
+        &mut self,
+        segments: &[Segment],
+        verb: Option<&str>,
+        method: Method,
+        rule: usize,
+    ) -> Result<(), usize> {
         let mut node = &mut self.root;
         for segment in segments {
             node = match segment {
@@ -148,7 +154,14 @@ impl Matcher {
 impl Node {
     /// Depth-first, most specific child first; `path_matched` records a
     /// template end reached with the wrong method.
-    fn walk(&self, path: &str, segments: &[(usize, usize)], i: usize, want: &Want, path_matched: &mut bool) -> Option<usize> {
+    fn walk(
+        &self,
+        path: &str,
+        segments: &[(usize, usize)],
+        i: usize,
+        want: &Want,
+        path_matched: &mut bool,
+    ) -> Option<usize> {
         match segments.get(i) {
             None => {
                 if let Some(rule) = self.accept(want, path_matched) {
@@ -157,11 +170,16 @@ impl Node {
             }
             Some(&(start, end)) => {
                 let segment = &path[start..end];
-                if let Some(rule) = self.literals.get(segment).and_then(|n| n.walk(path, segments, i + 1, want, path_matched)) {
+                if let Some(rule) =
+                    self.literals.get(segment).and_then(|n| n.walk(path, segments, i + 1, want, path_matched))
+                {
                     return Some(rule);
                 }
-                if let Some(rule) =
-                    self.single.as_ref().filter(|_| !segment.is_empty()).and_then(|n| n.walk(path, segments, i + 1, want, path_matched))
+                if let Some(rule) = self
+                    .single
+                    .as_ref()
+                    .filter(|_| !segment.is_empty())
+                    .and_then(|n| n.walk(path, segments, i + 1, want, path_matched))
                 {
                     return Some(rule);
                 }
@@ -286,8 +304,12 @@ mod tests {
             match (t.first(), p.first()) {
                 (Some(Segment::Multi), _) => Some(vec![3]),
                 (None, None) => Some(vec![]),
-                (Some(Segment::Literal(l)), Some(s)) if **l == **s => score(&t[1..], &p[1..]).map(|r| [vec![1], r].concat()),
-                (Some(Segment::Single), Some(s)) if !s.is_empty() => score(&t[1..], &p[1..]).map(|r| [vec![2], r].concat()),
+                (Some(Segment::Literal(l)), Some(s)) if **l == **s => {
+                    score(&t[1..], &p[1..]).map(|r| [vec![1], r].concat())
+                }
+                (Some(Segment::Single), Some(s)) if !s.is_empty() => {
+                    score(&t[1..], &p[1..]).map(|r| [vec![2], r].concat())
+                }
                 _ => None,
             }
         }

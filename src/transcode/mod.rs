@@ -86,7 +86,9 @@ impl Routes {
             problems.extend(method_problems.into_iter().map(|p| format!("{here}: HTTP rule: {p}")));
             if method.is_client_streaming() {
                 if declared {
-                    problems.push(format!("{here}: client-streaming methods cannot be served over HTTP/JSON; its HTTP rules are ignored"));
+                    problems.push(format!(
+                        "{here}: client-streaming methods cannot be served over HTTP/JSON; its HTTP rules are ignored"
+                    ));
                 }
                 continue;
             }

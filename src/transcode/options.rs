@@ -73,7 +73,10 @@ fn pattern(rule: &RuleProto) -> Result<(Method, &str), String> {
         Some(Pattern::Patch(p)) => (Method::Patch, p),
         Some(Pattern::Custom(c)) if c.kind == "*" => (Method::Any, &c.path),
         Some(Pattern::Custom(c)) => {
-            return Err(format!("custom pattern kind [{}] is not supported (only `*`); binding [{}] ignored", c.kind, c.path))
+            return Err(format!(
+                "custom pattern kind [{}] is not supported (only `*`); binding [{}] ignored",
+                c.kind, c.path
+            ))
         }
         None => return Err("a binding names no pattern (get, put, post, delete, patch or custom); ignored".to_owned()),
     })

@@ -10,7 +10,9 @@ use base64::{
     Engine,
 };
 use prost::Message;
-use prost_reflect::{DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value};
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, Value,
+};
 
 use super::matcher::Method;
 use super::rule::{Body, HttpRule, PathVar};
@@ -22,7 +24,8 @@ use crate::proto::google::api::HttpBody;
 const PARSE: DeserializeOptions = DeserializeOptions::new().deny_unknown_fields(true);
 
 /// Bytes in paths and queries: standard or URL-safe base64, padded or not.
-const PADDING_OPTIONAL: GeneralPurposeConfig = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+const PADDING_OPTIONAL: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
 const BASE64: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, PADDING_OPTIONAL);
 const BASE64_URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, PADDING_OPTIONAL);
 
@@ -34,7 +37,13 @@ impl HttpRule {
     /// The protobuf request message: body per the rule, then the query
     /// string (raw, after `?`) unless the body is the whole message, then
     /// the path variables.
-    pub fn request(&self, bindings: &Bindings, query: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, BadRequest> {
+    pub fn request(
+        &self,
+        bindings: &Bindings,
+        query: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, BadRequest> {
         let mut message = self.body_message(content_type, body)?;
         if let Some(query) = query.filter(|_| self.body.takes_query()) {
             apply_query(&mut message, query)?;
@@ -68,15 +77,16 @@ impl HttpRule {
                 check_json(content_type)?;
                 // Parsed as a value first, so a body like `1,"other":2`
                 // cannot smuggle in other fields.
-                let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(format!("Malformed JSON body: {e}")))?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(body).map_err(|e| bad(format!("Malformed JSON body: {e}")))?;
                 let wrapped = serde_json::Value::Object([(field.name().to_owned(), value)].into_iter().collect());
                 message = DynamicMessage::deserialize_with_options(self.input.clone(), wrapped, &PARSE)
                     .map_err(|e| bad(format!("Malformed JSON body: {e}")))?;
             }
-            Body::Raw(None) => message = http_body(self.input.clone(), content_type, body),
+            Body::Raw(None) => message = http_body(self.input.clone(), content_type, body)?,
             Body::Raw(Some(field)) => {
                 let Kind::Message(desc) = field.kind() else { unreachable!("Body::Raw holds a message field") };
-                message.set_field(field, Value::Message(http_body(desc, content_type, body)));
+                message.set_field(field, Value::Message(http_body(desc, content_type, body)?));
             }
         }
         Ok(message)
@@ -104,13 +114,16 @@ fn parse_json(desc: MessageDescriptor, body: &[u8]) -> Result<DynamicMessage, Ba
         .map_err(|e| bad(format!("Malformed JSON body: {e}")))
 }
 
-fn http_body(desc: MessageDescriptor, content_type: Option<&str>, body: &[u8]) -> DynamicMessage {
+/// The body as a `google.api.HttpBody`; `Err` only if the function's own
+/// descriptors define that type differently.
+fn http_body(desc: MessageDescriptor, content_type: Option<&str>, body: &[u8]) -> Result<DynamicMessage, BadRequest> {
     let raw = HttpBody {
         content_type: content_type.unwrap_or_default().to_owned(),
         data: body.to_vec().into(),
         extensions: Vec::new(),
     };
-    DynamicMessage::decode(desc, raw.encode_to_vec().as_slice()).expect("google.api.HttpBody decodes as itself")
+    DynamicMessage::decode(desc, raw.encode_to_vec().as_slice())
+        .map_err(|e| bad(format!("The service's google.api.HttpBody is not the standard one: {e}")))
 }
 
 /// `a.b=1&a.b=2&c=x`: form-encoded; `a.b` names a field path (proto or
@@ -152,7 +165,9 @@ fn query_fields(desc: &MessageDescriptor, key: &str) -> Result<Vec<FieldDescript
         let is_message = matches!(kind, Kind::Message(_));
         fields.push(field);
         match kind {
-            Kind::Message(inner) if names.peek().is_some() && !fields.last().is_some_and(FieldDescriptor::is_list) => desc = inner,
+            Kind::Message(inner) if names.peek().is_some() && !fields.last().is_some_and(FieldDescriptor::is_list) => {
+                desc = inner
+            }
             _ if names.peek().is_some() => {
                 return Err(bad(format!("Query parameter [{key}]: [{name}] is not a singular message field")))
             }

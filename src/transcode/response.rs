@@ -24,18 +24,25 @@ impl HttpRule {
     /// as its content type.
     pub fn response(&self, payload: &[u8]) -> Result<Rendered, RenderError> {
         let decode = || {
-            DynamicMessage::decode(self.output.clone(), payload).map_err(|e| RenderError(format!("{}: {e}", self.output.full_name())))
+            DynamicMessage::decode(self.output.clone(), payload)
+                .map_err(|e| RenderError(format!("{}: {e}", self.output.full_name())))
         };
         match &self.reply {
             Reply::Raw => raw(payload),
             Reply::Whole => Ok(json_body(json(&decode()?)?)),
             Reply::Message(field) => {
                 let message = decode()?;
-                Ok(json_body(json(message.get_field(field).as_message().expect("Reply::Message holds a message field"))?))
+                Ok(json_body(json(
+                    message.get_field(field).as_message().expect("Reply::Message holds a message field"),
+                )?))
             }
             Reply::RawField(field) => {
                 let message = decode()?;
-                raw(&message.get_field(field).as_message().expect("Reply::RawField holds a message field").encode_to_vec())
+                raw(&message
+                    .get_field(field)
+                    .as_message()
+                    .expect("Reply::RawField holds a message field")
+                    .encode_to_vec())
             }
             Reply::Value(field) => {
                 let mut body = Vec::with_capacity(64);
@@ -79,7 +86,9 @@ pub(super) fn through_value(out: &mut Vec<u8>, value: &Value, kind: &Kind) -> Re
         Value::U64(n) => write(out, Json::from(n.to_string())),
         // Printed as a float, then read back as a double: `1.1`, not
         // `1.100000023841858`.
-        Value::F32(n) if n.is_finite() => write(out, Json::from(n.to_string().parse::<f64>().expect("a float's text parses"))),
+        Value::F32(n) if n.is_finite() => {
+            write(out, Json::from(n.to_string().parse::<f64>().expect("a float's text parses")))
+        }
         Value::F64(n) if n.is_finite() => write(out, Json::from(*n)),
         Value::F32(n) => write(out, Json::from(non_finite(f64::from(*n)))),
         Value::F64(n) => write(out, Json::from(non_finite(*n))),

@@ -104,7 +104,11 @@ impl fmt::Display for HttpRule {
 }
 
 /// Compiles one binding of `method`; `Err` says why it cannot be served.
-pub(super) fn compile(route_id: usize, method: &MethodDescriptor, binding: &Binding) -> Result<(HttpRule, Template), String> {
+pub(super) fn compile(
+    route_id: usize,
+    method: &MethodDescriptor,
+    binding: &Binding,
+) -> Result<(HttpRule, Template), String> {
     let template = template::parse(&binding.path)?;
     let input = method.input();
     let output = method.output();
@@ -116,7 +120,14 @@ pub(super) fn compile(route_id: usize, method: &MethodDescriptor, binding: &Bind
             return Err(format!("path variable [{name}] is bound twice"));
         }
         let to_end = template.segments[var.start..var.end].contains(&Segment::Multi);
-        vars.push(PathVar { name, fields, start: var.start, end: var.end, multi: to_end || var.end - var.start > 1, to_end });
+        vars.push(PathVar {
+            name,
+            fields,
+            start: var.start,
+            end: var.end,
+            multi: to_end || var.end - var.start > 1,
+            to_end,
+        });
     }
     let body = match binding.body.as_str() {
         "" => Body::None,
@@ -158,7 +169,9 @@ pub(super) fn compile(route_id: usize, method: &MethodDescriptor, binding: &Bind
 }
 
 fn top_field(message: &MessageDescriptor, name: &str, what: &str) -> Result<FieldDescriptor, String> {
-    message.get_field_by_name(name).ok_or_else(|| format!("{what} [{name}]: [{}] has no such field", message.full_name()))
+    message
+        .get_field_by_name(name)
+        .ok_or_else(|| format!("{what} [{name}]: [{}] has no such field", message.full_name()))
 }
 
 /// Resolves a path variable's field path: singular messages down to a
@@ -176,7 +189,9 @@ fn path_fields(input: &MessageDescriptor, names: &[String]) -> Result<Vec<FieldD
         }
         match field.kind() {
             Kind::Message(inner) if i + 1 < names.len() => message = inner,
-            Kind::Message(_) => return Err(format!("path variable [{var}]: message path parameters are not supported")),
+            Kind::Message(_) => {
+                return Err(format!("path variable [{var}]: message path parameters are not supported"))
+            }
             Kind::Enum(_) => return Err(format!("path variable [{var}]: enum path parameters are not supported")),
             _ if i + 1 < names.len() => {
                 return Err(format!("path variable [{var}]: field [{}] is not a message", field.full_name()))

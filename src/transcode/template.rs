@@ -43,7 +43,8 @@ pub struct Template {
 
 /// Parses a template; `Err` says what is wrong and where.
 pub fn parse(text: &str) -> Result<Template, String> {
-    let mut parser = Parser { text, pos: 0, template: Template { segments: Vec::new(), variables: Vec::new(), verb: None } };
+    let mut parser =
+        Parser { text, pos: 0, template: Template { segments: Vec::new(), variables: Vec::new(), verb: None } };
     parser.expect(b'/')?;
     parser.segments(false)?;
     if parser.eat(b':') {

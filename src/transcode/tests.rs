@@ -268,18 +268,32 @@ fn tck_rules() {
     let f = Fixture::new(&pool);
     assert_eq!(f.problems, Vec::<String>::new());
     assert_eq!(f.target("POST", "/tck/model/action/unary"), "cloudstate.tck.model.action.ActionTckModel.ProcessUnary");
-    assert_eq!(f.target("POST", "/cloudstate.tck.model.valueentity.ValueEntityTwo/Call"), "cloudstate.tck.model.valueentity.ValueEntityTwo.Call");
+    assert_eq!(
+        f.target("POST", "/cloudstate.tck.model.valueentity.ValueEntityTwo/Call"),
+        "cloudstate.tck.model.valueentity.ValueEntityTwo.Call"
+    );
     assert_eq!(f.target("POST", "/tck/model/eventsourced/e1"), "cloudstate.tck.model.EventSourcedTckModel.Process");
     assert_eq!(
-        f.request("POST", "/tck/model/entity/path-id", JSON, r#"{"id":"body-id","actions":[{"update":{"value":"x"}}]}"#),
+        f.request(
+            "POST",
+            "/tck/model/entity/path-id",
+            JSON,
+            r#"{"id":"body-id","actions":[{"update":{"value":"x"}}]}"#
+        ),
         Ok(r#"{"id":"path-id","actions":[{"update":{"value":"x"}}]}"#.to_owned()),
         "the entity key comes from the path"
     );
     let reply = crate::proto::cloudstate::tck::model::action::Response::default().encode_to_vec();
     let (rule, _) = f.rule("POST", "/tck/model/action/unary");
     assert_eq!(json_body(rule.response(&reply).unwrap()), r#"{"message":""}"#);
-    assert_eq!(f.response("POST", "/tck/model/crdt/c1", r#"{"state":{"pncounter":{"value":-81}}}"#).body, br#"{"state":{"pncounter":{"value":"-81"}}}"#);
-    assert_eq!(f.response("POST", "/tck/model/crdt/c1", r#"{"state":{"pncounter":{}}}"#).body, br#"{"state":{"pncounter":{"value":"0"}}}"#);
+    assert_eq!(
+        f.response("POST", "/tck/model/crdt/c1", r#"{"state":{"pncounter":{"value":-81}}}"#).body,
+        br#"{"state":{"pncounter":{"value":"-81"}}}"#
+    );
+    assert_eq!(
+        f.response("POST", "/tck/model/crdt/c1", r#"{"state":{"pncounter":{}}}"#).body,
+        br#"{"state":{"pncounter":{"value":"0"}}}"#
+    );
     assert_eq!(json_body(f.response("POST", "/cloudstate.tck.model.crdt.CrdtTwo/Call", "{}")), "{}");
 }
 
@@ -292,7 +306,10 @@ fn shopping_cart_rules() {
         f.request("POST", "/cart/u1/items/add", JSON, r#"{"productId":"p","name":"Deluxe","quantity":7}"#),
         Ok(r#"{"userId":"u1","productId":"p","name":"Deluxe","quantity":7}"#.to_owned())
     );
-    assert_eq!(f.request("POST", "/cart/u1/items/p2/remove", None, ""), Ok(r#"{"userId":"u1","productId":"p2"}"#.to_owned()));
+    assert_eq!(
+        f.request("POST", "/cart/u1/items/p2/remove", None, ""),
+        Ok(r#"{"userId":"u1","productId":"p2"}"#.to_owned())
+    );
     assert_eq!(f.request("GET", "/carts/u1", None, ""), Ok(r#"{"userId":"u1"}"#.to_owned()));
     let cart = r#"{"items":[{"productId":"A14362347","name":"Deluxe","quantity":7},{"productId":"B","name":"","quantity":0}]}"#;
     assert_eq!(
@@ -310,19 +327,27 @@ fn shopping_cart_rules() {
 #[test]
 fn path_variables_of_every_scalar_type() {
     let f = Fixture::test();
-    let path = "/s/a%20b+c/b/true/i/-5/l/-9007199254740993/u/7/ul/18446744073709551615/f/1.5/d/-2.25e3/r/3q-_/si/-3/fx/9";
+    let path =
+        "/s/a%20b+c/b/true/i/-5/l/-9007199254740993/u/7/ul/18446744073709551615/f/1.5/d/-2.25e3/r/3q-_/si/-3/fx/9";
     assert_eq!(
         f.request("GET", path, None, ""),
         Ok(r#"{"b":true,"i32":-5,"i64":"-9007199254740993","u32":7,"u64":"18446744073709551615","f":1.5,"d":-2250.0,"s":"a b+c","raw":"3q+/","si":-3,"fx":"9"}"#.to_owned())
     );
     let path = "/s/x/b/false/i/0/l/0/u/0/ul/0/f/0/d/0/r/3q%2B%2F/si/0/fx/0";
-    assert_eq!(f.request("GET", path, None, ""), Ok(r#"{"s":"x","raw":"3q+/"}"#.to_owned()), "standard base64, padding optional");
+    assert_eq!(
+        f.request("GET", path, None, ""),
+        Ok(r#"{"s":"x","raw":"3q+/"}"#.to_owned()),
+        "standard base64, padding optional"
+    );
 }
 
 #[test]
 fn path_variables_that_do_not_parse_are_400s() {
     let f = Fixture::test();
-    let good = ["s", "v", "b", "true", "i", "1", "l", "1", "u", "1", "ul", "1", "f", "1", "d", "1", "r", "AA", "si", "1", "fx", "1"];
+    let good = [
+        "s", "v", "b", "true", "i", "1", "l", "1", "u", "1", "ul", "1", "f", "1", "d", "1", "r", "AA", "si", "1", "fx",
+        "1",
+    ];
     let cases = [
         (3, "yes", "Path parameter [b]: [yes] is not a valid bool (true or false)"),
         (5, "1.5", "Path parameter [i32]: [1.5] is not a valid int32"),
@@ -349,7 +374,11 @@ fn nested_path_variable_overrides_the_body() {
         f.request("POST", "/n/p%2Fq", JSON, r#"{"inner":{"id":"b","n":"3"},"s":"x"}"#),
         Ok(r#"{"s":"x","inner":{"id":"p/q","n":"3"}}"#.to_owned())
     );
-    assert_eq!(f.request("DELETE", "/n/k", None, ""), Ok(r#"{"inner":{"id":"k"}}"#.to_owned()), "no body rule: no content type needed");
+    assert_eq!(
+        f.request("DELETE", "/n/k", None, ""),
+        Ok(r#"{"inner":{"id":"k"}}"#.to_owned()),
+        "no body rule: no content type needed"
+    );
 }
 
 #[test]
@@ -366,27 +395,65 @@ fn query_parameters() {
         f.request("GET", q, None, ""),
         Ok(r#"{"i32":4,"u64":"1","s":"x","color":"GREEN","inner":{"id":"a b","n":"5"},"nums":[1,2],"tags":["t&u"],"maybe":0,"right":3}"#.to_owned())
     );
-    assert_eq!(f.request("GET", "/files/x?rawBytes=1&s=y", None, "").unwrap_err(), "Query parameter [rawBytes] refers to a non-existent field");
-    assert_eq!(f.request("GET", "/files/x?s=y&i32=1", None, ""), Ok(r#"{"i32":1,"s":"x"}"#.to_owned()), "the path wins");
-    assert_eq!(f.request("GET", "/files/x?i32=1&i32=2", None, "").unwrap_err(), "Multiple values sent for non-repeated field by query parameter [i32]");
-    assert_eq!(f.request("GET", "/files/x?inner=1", None, "").unwrap_err(), "Query parameter [inner] refers to a message type");
-    assert_eq!(f.request("GET", "/files/x?s.x=1", None, "").unwrap_err(), "Query parameter [s.x]: [s] is not a singular message field");
-    assert_eq!(f.request("GET", "/files/x?nums=a", None, "").unwrap_err(), "Query parameter [nums]: [a] is not a valid int32");
-    assert_eq!(f.request("GET", "/files/x?color=BLUE", None, "").unwrap_err(), "Query parameter [color]: [BLUE] is not a value of enum [t.Color]");
-    assert_eq!(f.request("GET", "/files/x?&&b", None, "").unwrap_err(), "Query parameter [b]: [] is not a valid bool (true or false)");
-    assert_eq!(f.request("POST", "/n/k?s=ignored", JSON, "{}"), Ok(r#"{"inner":{"id":"k"}}"#.to_owned()), "body \"*\" takes no query");
+    assert_eq!(
+        f.request("GET", "/files/x?rawBytes=1&s=y", None, "").unwrap_err(),
+        "Query parameter [rawBytes] refers to a non-existent field"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?s=y&i32=1", None, ""),
+        Ok(r#"{"i32":1,"s":"x"}"#.to_owned()),
+        "the path wins"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?i32=1&i32=2", None, "").unwrap_err(),
+        "Multiple values sent for non-repeated field by query parameter [i32]"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?inner=1", None, "").unwrap_err(),
+        "Query parameter [inner] refers to a message type"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?s.x=1", None, "").unwrap_err(),
+        "Query parameter [s.x]: [s] is not a singular message field"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?nums=a", None, "").unwrap_err(),
+        "Query parameter [nums]: [a] is not a valid int32"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?color=BLUE", None, "").unwrap_err(),
+        "Query parameter [color]: [BLUE] is not a value of enum [t.Color]"
+    );
+    assert_eq!(
+        f.request("GET", "/files/x?&&b", None, "").unwrap_err(),
+        "Query parameter [b]: [] is not a valid bool (true or false)"
+    );
+    assert_eq!(
+        f.request("POST", "/n/k?s=ignored", JSON, "{}"),
+        Ok(r#"{"inner":{"id":"k"}}"#.to_owned()),
+        "body \"*\" takes no query"
+    );
 }
 
 #[test]
 fn body_field_takes_the_rest_from_query_and_path() {
     let f = Fixture::test();
-    assert_eq!(f.request("PUT", "/f/x?i32=2", JSON, r#"{"id":"i","n":9}"#), Ok(r#"{"i32":2,"s":"x","inner":{"id":"i","n":"9"}}"#.to_owned()));
-    assert_eq!(f.request("PATCH", "/v/x/y:touch", JSON, r#"["a","b"]"#), Ok(r#"{"s":"x/y","tags":["a","b"]}"#.to_owned()));
+    assert_eq!(
+        f.request("PUT", "/f/x?i32=2", JSON, r#"{"id":"i","n":9}"#),
+        Ok(r#"{"i32":2,"s":"x","inner":{"id":"i","n":"9"}}"#.to_owned())
+    );
+    assert_eq!(
+        f.request("PATCH", "/v/x/y:touch", JSON, r#"["a","b"]"#),
+        Ok(r#"{"s":"x/y","tags":["a","b"]}"#.to_owned())
+    );
     assert_eq!(
         f.request("PATCH", "/v/x/y:touch", JSON, r#"["a"],"s":"z""#).unwrap_err(),
         "Malformed JSON body: trailing characters at line 1 column 6"
     );
-    assert!(f.request("PATCH", "/v/x/y:touch", JSON, r#"[1]"#).unwrap_err().starts_with("Malformed JSON body: invalid type"));
+    assert!(f
+        .request("PATCH", "/v/x/y:touch", JSON, r#"[1]"#)
+        .unwrap_err()
+        .starts_with("Malformed JSON body: invalid type"));
 }
 
 #[test]
@@ -396,13 +463,20 @@ fn json_bodies_accept_both_names_and_int64_as_string_or_number() {
     assert_eq!(f.request("POST", "/n/k", JSON, r#"{"i64":"-12","u64":12,"tags":["t"],"counts":{"a":1}}"#), want);
     let f2 = f.request("POST", "/n/k", JSON, r#"{"i64":-12,"u64":"12","tags":["t"],"counts":{"a":1}}"#);
     assert_eq!(f2, want);
-    assert_eq!(f.request("POST", "/n/k", JSON, r#"{"raw":"3q+/","si":1}"#), Ok(r#"{"raw":"3q+/","si":1,"inner":{"id":"k"}}"#.to_owned()));
+    assert_eq!(
+        f.request("POST", "/n/k", JSON, r#"{"raw":"3q+/","si":1}"#),
+        Ok(r#"{"raw":"3q+/","si":1,"inner":{"id":"k"}}"#.to_owned())
+    );
     assert_eq!(
         f.request("POST", "/n/k", JSON, r#"{"inner":{"id":"x"}, "fx": "3"}"#),
         Ok(r#"{"fx":"3","inner":{"id":"k"}}"#.to_owned())
     );
     for body in [r#"{"user_id":"u"}"#, r#"{"userId":"u"}"#] {
-        assert_eq!(f.request("POST", "/n/k", JSON, body), Ok(r#"{"inner":{"id":"k"},"userId":"u"}"#.to_owned()), "{body}");
+        assert_eq!(
+            f.request("POST", "/n/k", JSON, body),
+            Ok(r#"{"inner":{"id":"k"},"userId":"u"}"#.to_owned()),
+            "{body}"
+        );
     }
 }
 
@@ -422,7 +496,10 @@ fn bad_bodies_are_400s_with_the_reason() {
     for (content_type, body, want) in cases {
         assert_eq!(f.request("POST", "/n/k", content_type, body), Err(want.to_owned()), "{body}");
     }
-    assert_eq!(f.request("POST", "/n/k", Some("application/json; charset=utf-8"), "{}"), Ok(r#"{"inner":{"id":"k"}}"#.to_owned()));
+    assert_eq!(
+        f.request("POST", "/n/k", Some("application/json; charset=utf-8"), "{}"),
+        Ok(r#"{"inner":{"id":"k"}}"#.to_owned())
+    );
 }
 
 #[test]
@@ -480,8 +557,16 @@ fn any_with_an_unknown_type_is_a_render_error() {
 fn response_body_fields() {
     let f = Fixture::test();
     let reply = r#"{"inner":{"id":"i","n":"8"},"items":[{"id":"a","q":2}],"count":7,"floats":[1.1,-0.5],"big":"9","color":"GREEN","byId":{"b":{"q":1},"a":{}}}"#;
-    assert_eq!(json_body(f.response("PATCH", "/v/x/y:touch", reply)), r#"{"id":"i","n":"8","q":0}"#, "a message field prints as usual");
-    assert_eq!(json_body(f.response("PATCH", "/v/x/y:touch", "{}")), r#"{"id":"","n":"0","q":0}"#, "an unset one as its default");
+    assert_eq!(
+        json_body(f.response("PATCH", "/v/x/y:touch", reply)),
+        r#"{"id":"i","n":"8","q":0}"#,
+        "a message field prints as usual"
+    );
+    assert_eq!(
+        json_body(f.response("PATCH", "/v/x/y:touch", "{}")),
+        r#"{"id":"","n":"0","q":0}"#,
+        "an unset one as its default"
+    );
     assert_eq!(json_body(f.response("PUT", "/f/x", reply)), r#"[{"id":"a","n":"0","q":2.0}]"#);
     assert_eq!(json_body(f.response("GET", "/files/x", reply)), "7.0");
     assert_eq!(json_body(f.response("GET", "/files/x", "{}")), "0.0");
@@ -503,7 +588,10 @@ fn value_quirk_covers_every_kind() {
     assert_eq!(render("color", Value::EnumNumber(1)), r#""GREEN""#);
     assert_eq!(render("color", Value::EnumNumber(5)), "5.0");
     assert_eq!(render("note", Value::String("a\"b".into())), r#""a\"b""#);
-    assert_eq!(render("floats", Value::List(vec![Value::F32(f32::NAN), Value::F32(f32::NEG_INFINITY), Value::F32(3e20)])), r#"["NaN","-Infinity",3e+20]"#);
+    assert_eq!(
+        render("floats", Value::List(vec![Value::F32(f32::NAN), Value::F32(f32::NEG_INFINITY), Value::F32(3e20)])),
+        r#"["NaN","-Infinity",3e+20]"#
+    );
     let by_id = inner_map(&pool);
     assert_eq!(render("by_id", by_id), r#"{"a":{"id":"","n":"0","q":0.0},"b":{"id":"x\"1","n":"-1","q":-12.0}}"#);
 }
@@ -525,8 +613,15 @@ fn inner_map(pool: &DescriptorPool) -> prost_reflect::Value {
 fn http_body_replies_are_raw() {
     let f = Fixture::test();
     let (rule, _) = f.rule("POST", "/raw");
-    let body = crate::proto::google::api::HttpBody { content_type: "text/html".into(), data: "<p>".into(), extensions: vec![] };
-    assert_eq!(rule.response(&body.encode_to_vec()).unwrap(), Rendered { content_type: "text/html".into(), body: b"<p>".to_vec() });
+    let body = crate::proto::google::api::HttpBody {
+        content_type: "text/html".into(),
+        data: "<p>".into(),
+        extensions: vec![],
+    };
+    assert_eq!(
+        rule.response(&body.encode_to_vec()).unwrap(),
+        Rendered { content_type: "text/html".into(), body: b"<p>".to_vec() }
+    );
     let page = f.response("GET", "/page", r#"{"page":{"contentType":"text/csv","data":"YSxi"}}"#);
     assert_eq!(page, Rendered { content_type: "text/csv".into(), body: b"a,b".to_vec() });
     let empty = f.response("GET", "/page", "{}");

@@ -59,6 +59,17 @@ fn main() {
     let spec = example_spec(Bytes::from_static(EXAMPLE_DESCRIPTORS));
     write("discovery", "example-spec", &[&[0u8][..], &spec.encode_to_vec()].concat());
     write("discovery", "example-descriptors", &[&[1u8][..], EXAMPLE_DESCRIPTORS].concat());
+
+    // transcode: [mode] METHOD path \n query \n content-type \n body
+    let json = "application/json";
+    let add_item = format!("POST /cart/alice/items/add\n\n{json}\n{{\"productId\":\"pen\",\"quantity\":3}}");
+    write("transcode", "add-item", &[b"\0", add_item.as_bytes()].concat());
+    write("transcode", "get-cart-items", b"\0GET /carts/bob/items\nuser_id=x&a.b=%41+\n\n");
+    write("transcode", "remove-item-bad-query", b"\0POST /cart/bob/items/p%2Fq/remove\nquantity=2&quantity=3\n\n");
+    let tck = format!("POST /tck/model/crdt/c1\n\n{json}\n{{\"actions\":[{{\"update\":{{\"pncounter\":{{\"change\":\"-81\"}}}}}}]}}");
+    write("transcode", "tck-crdt", &[b"\x01", tck.as_bytes()].concat());
+    let two = format!("POST /cloudstate.tck.model.valueentity.ValueEntityTwo/Call\n\n{json}; charset=utf-8\n{{\"id\":\"e\"}}");
+    write("transcode", "tck-default-rule", &[b"\x01", two.as_bytes()].concat());
 }
 
 /// A value of the key kind: the `n`th string, or `n`, negative where signed.
