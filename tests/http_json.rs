@@ -117,7 +117,7 @@ fn bad_input_gets_a_clear_400_and_changes_nothing() {
         (r#"{"productId":"x","#, "application/json", "malformed"),
         (r#"{"productId":"x","colour":"red"}"#, "application/json", "colour"),
         (r#"{"productId":"x","quantity":"many"}"#, "application/json", "quantity"),
-        (r#"{"productId":"x","quantity":1}"#, "text/plain", "content type"),
+        (r#"{"productId":"x","quantity":1}"#, "text/plain", "content-type"),
     ] {
         let (status, text) = curl(&["-H", &format!("content-type: {content_type}"), "-d", body, &url(&m, add)]);
         assert_eq!(status, 400, "{body}: {text}");

@@ -306,3 +306,12 @@ fn oversized_bodies_get_413_before_they_are_read() {
     // The port still serves.
     assert_eq!(statuses(&exchange(m.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).0), [404]);
 }
+
+#[test]
+fn a_body_that_stops_half_way_gets_408_and_the_port_still_serves() {
+    let (_f, m) = setup(&["--body-timeout", "1s"]);
+    let (out, closed) = exchange(m.port, b"POST /example.echo.Echo/Say HTTP/1.1\r\nHost: t\r\ncontent-type: application/grpc-web\r\nContent-Length: 10\r\n\r\n\0\0\0", Duration::from_secs(10));
+    assert_eq!((statuses(&out), closed), (vec![408], true), "{}", text(&out));
+    let (out, _) = exchange(m.port, &post("/example.echo.Echo/Say", "application/grpc-web", "", &grpc_web_frame(&say("after"))), Duration::from_secs(5));
+    assert!(parse_grpc_web(body_of(&out)).1.contains("grpc-status:0"));
+}

@@ -80,8 +80,10 @@ impl HttpRule {
                 let value: serde_json::Value =
                     serde_json::from_slice(body).map_err(|e| bad(format!("Malformed JSON body: {e}")))?;
                 let wrapped = serde_json::Value::Object([(field.name().to_owned(), value)].into_iter().collect());
-                message = DynamicMessage::deserialize_with_options(self.input.clone(), wrapped, &PARSE)
-                    .map_err(|e| bad(format!("Malformed JSON body: {e}")))?;
+                let mut track = serde_path_to_error::Track::new();
+                let tracked = serde_path_to_error::Deserializer::new(wrapped, &mut track);
+                message = DynamicMessage::deserialize_with_options(self.input.clone(), tracked, &PARSE)
+                    .map_err(|e| malformed(track, e))?;
             }
             Body::Raw(None) => message = http_body(self.input.clone(), content_type, body)?,
             Body::Raw(Some(field)) => {
@@ -109,9 +111,21 @@ fn check_json(content_type: Option<&str>) -> Result<(), BadRequest> {
 
 fn parse_json(desc: MessageDescriptor, body: &[u8]) -> Result<DynamicMessage, BadRequest> {
     let mut json = serde_json::Deserializer::from_slice(body);
-    DynamicMessage::deserialize_with_options(desc, &mut json, &PARSE)
-        .and_then(|m| json.end().map(|()| m))
-        .map_err(|e| bad(format!("Malformed JSON body: {e}")))
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut json, &mut track);
+    let parsed = DynamicMessage::deserialize_with_options(desc, tracked, &PARSE);
+    parsed.and_then(|m| json.end().map(|()| m)).map_err(|e| malformed(track, e))
+}
+
+/// The reason for a body that does not parse, naming the field it failed
+/// at when there is one (`quantity: invalid type ...`).
+fn malformed(track: serde_path_to_error::Track, e: serde_json::Error) -> BadRequest {
+    let path = track.path().to_string();
+    if path.is_empty() || path == "." {
+        bad(format!("Malformed JSON body: {e}"))
+    } else {
+        bad(format!("Malformed JSON body: field [{path}]: {e}"))
+    }
 }
 
 /// The body as a `google.api.HttpBody`; `Err` only if the function's own

@@ -453,7 +453,7 @@ fn body_field_takes_the_rest_from_query_and_path() {
     assert!(f
         .request("PATCH", "/v/x/y:touch", JSON, r#"[1]"#)
         .unwrap_err()
-        .starts_with("Malformed JSON body: invalid type"));
+        .starts_with("Malformed JSON body: field [tags[0]]: invalid type"));
 }
 
 #[test]
@@ -485,9 +485,9 @@ fn bad_bodies_are_400s_with_the_reason() {
     let f = Fixture::test();
     let cases = [
         (JSON, r#"{"s":"x","bogus":1}"#, "Malformed JSON body: unrecognized field name 'bogus' at line 1 column 16"),
-        (JSON, r#"{"s":"#, "Malformed JSON body: EOF while parsing a value at line 1 column 5"),
-        (JSON, r#"{"i32":"x"}"#, "Malformed JSON body: invalid digit found in string at line 1 column 10"),
-        (JSON, r#"{"b":1}"#, "Malformed JSON body: invalid type: integer `1`, expected a boolean at line 1 column 6"),
+        (JSON, r#"{"s":"#, "Malformed JSON body: field [s]: EOF while parsing a value at line 1 column 5"),
+        (JSON, r#"{"i32":"x"}"#, "Malformed JSON body: field [i32]: invalid digit found in string at line 1 column 10"),
+        (JSON, r#"{"b":1}"#, "Malformed JSON body: field [b]: invalid type: integer `1`, expected a boolean at line 1 column 6"),
         (JSON, r#"{"s":"x"} x"#, "Malformed JSON body: trailing characters at line 1 column 11"),
         (JSON, "", "Malformed JSON body: EOF while parsing a value at line 1 column 0"),
         (None, "{}", "Content-Type application/json is required for a request with a body"),
