@@ -1,9 +1,13 @@
 //! Minimal HTTP/1.1: enough to answer probes on the public port (the TCK and
-//! Knative poke it with plain HTTP/1.1) and to serve the admin endpoints.
+//! Knative poke it with plain HTTP/1.1) and to serve the admin endpoints
+//! (the admin port over poll IO, the public port over owned buffers).
 //! One request per connection; the answer always closes.
 
 use std::{future::poll_fn, io, pin::Pin};
 
+use bytes::BytesMut;
+use monoio::buf::SliceMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Request heads larger than this are refused (431).
@@ -103,32 +107,53 @@ pub async fn write_all<T: AsyncWrite + Unpin>(io: &mut T, mut data: &[u8]) -> io
     Ok(())
 }
 
-/// Answers an HTTP/1.1 request on the public port. gRPC needs HTTP/2; the
-/// Knative queue probe gets its expected answer; everything else a 404.
-/// The head must arrive within `head_timeout`.
-pub async fn answer_public<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, head_timeout: std::time::Duration) {
-    let head = match monoio::time::timeout(head_timeout, read_head(&mut io)).await {
+/// Answers an HTTP/1.1 request on the public port (plaintext or TLS). gRPC
+/// needs HTTP/2; the Knative queue probe gets its expected answer;
+/// everything else a 404. `read` holds the bytes read while sniffing; the
+/// head must be complete within `head_timeout`.
+pub async fn answer_public<T: AsyncReadRent + AsyncWriteRent>(mut io: T, read: BytesMut, head_timeout: std::time::Duration) {
+    let head = match monoio::time::timeout(head_timeout, read_owned_head(&mut io, read)).await {
         Ok(head) => head,
         Err(_) => return tracing::debug!("HTTP/1.1 request head not complete in time; closing"),
     };
-    let result = match head {
+    let answer = match head {
         Ok(head) => match head.header("k-network-probe") {
-            Some("queue") => respond(&mut io, "200 OK", "text/plain", b"queue").await,
-            Some(_) => respond(&mut io, "400 Bad Request", "text/plain", b"unexpected K-Network-Probe value\n").await,
+            Some("queue") => response("200 OK", "text/plain", b"queue"),
+            Some(_) => response("400 Bad Request", "text/plain", b"unexpected K-Network-Probe value\n"),
             None => {
                 let body = format!(
                     "Massa serves gRPC over HTTP/2 on this port; no HTTP/1.1 route for {} {}\n",
                     head.method, head.path
                 );
-                respond(&mut io, "404 Not Found", "text/plain", body.as_bytes()).await
+                response("404 Not Found", "text/plain", body.as_bytes())
             }
         },
-        Err(HeadError::TooLarge) => respond(&mut io, "431 Request Header Fields Too Large", "text/plain", b"").await,
-        Err(HeadError::Malformed) => respond(&mut io, "400 Bad Request", "text/plain", b"malformed request\n").await,
-        Err(HeadError::Io(e)) => Err(e),
+        Err(HeadError::TooLarge) => response("431 Request Header Fields Too Large", "text/plain", b""),
+        Err(HeadError::Malformed) => response("400 Bad Request", "text/plain", b"malformed request\n"),
+        Err(HeadError::Io(e)) => return tracing::debug!(error = %e, "HTTP/1.1 request head not read"),
     };
-    if let Err(e) = result {
+    let (result, _) = io.write_all(answer).await;
+    if let Err(e) = result.and(io.shutdown().await) {
         tracing::debug!(error = %e, "HTTP/1.1 answer failed");
+    }
+}
+
+/// [`read_head`] over owned-buffer IO, continuing from `buf`.
+async fn read_owned_head<T: AsyncReadRent>(io: &mut T, mut buf: BytesMut) -> Result<Head, HeadError> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return parse_head(&buf[..end + 4]);
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        buf.reserve(1024);
+        let (len, cap) = (buf.len(), buf.capacity());
+        let (result, slice) = io.read(SliceMut::new(buf, len, cap)).await;
+        buf = slice.into_inner();
+        if result.map_err(HeadError::Io)? == 0 {
+            return Err(HeadError::Io(io::ErrorKind::UnexpectedEof.into()));
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! The public port: one SO_REUSEPORT listener per core, protocol detection
-//! on each connection (h2c gRPC, HTTP/1.1, or garbage), and the h2 server.
+//! The public port: one SO_REUSEPORT listener per core, TLS when
+//! configured, protocol detection on each connection (h2 gRPC, HTTP/1.1,
+//! or garbage), and the h2 server.
 //!
 //! Every connection is bounded in time before it is useful (preface, head,
 //! handshake) and in number (per core and for the process); connections
@@ -8,6 +9,7 @@
 mod h2conn;
 pub mod http1;
 mod sniff;
+pub mod tls;
 
 use std::{
     cell::Cell,
@@ -20,12 +22,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 pub use h2conn::{serve_h2, H2Options, Service};
-pub use sniff::{classify, sniff, Prefixed, Protocol};
+pub use sniff::{classify, sniff, Protocol};
 
 use crate::grpc::budget::Budget;
 use crate::runtime::Notify;
@@ -118,8 +120,16 @@ impl RateLimited {
     }
 }
 
-/// Accepts until `shutdown` fires, handing each connection to `service`.
-pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shutdown: Notify, connections: Connections, limits: Limits) {
+/// Accepts until `shutdown` fires, handing each connection to `service`
+/// (after a TLS handshake with `tls`'s configuration, if given).
+pub async fn accept_loop<S: Service>(
+    listener: TcpListener,
+    service: Rc<S>,
+    shutdown: Notify,
+    connections: Connections,
+    limits: Limits,
+    tls: Option<Arc<tls::Acceptor>>,
+) {
     let refusing = Rc::new(Cell::new(0usize));
     let (mut accept_errors, mut refusals) = (RateLimited::new(), RateLimited::new());
     let mut backoff = BACKOFF_MIN;
@@ -145,10 +155,10 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
                     }
                     continue;
                 };
-                let (service, shutdown, h2) = (service.clone(), shutdown.clone(), limits.h2);
+                let (service, shutdown, h2, tls) = (service.clone(), shutdown.clone(), limits.h2, tls.clone());
                 let budget = Budget::new(limits.connection_buffer, Some(limits.core_buffer.clone()));
                 monoio::spawn(async move {
-                    handle(stream, peer, service, shutdown, h2, budget).await;
+                    handle(stream, peer, service, shutdown, h2, budget, tls).await;
                     drop(guard);
                 });
             }
@@ -165,14 +175,32 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
     }
 }
 
-async fn handle<S: Service>(mut stream: TcpStream, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options, budget: Rc<Budget>) {
+async fn handle<S: Service>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Rc<S>,
+    shutdown: Notify,
+    h2: H2Options,
+    budget: Rc<Budget>,
+    tls: Option<Arc<tls::Acceptor>>,
+) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else { return serve(stream, peer, service, shutdown, h2, budget).await };
+    if let Some(tls::Accepted { stream, client_cert }) = tls.accept(stream, peer, h2.handshake_timeout).await {
+        let service = Rc::new(tls::Identified { service, client_cert });
+        serve(stream, peer, service, shutdown, h2, budget).await;
+    }
+}
+
+/// Serves a connection in the protocol its first bytes show.
+async fn serve<T, S>(mut stream: T, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options, budget: Rc<Budget>)
+where
+    T: Split + AsyncReadRent + AsyncWriteRent + 'static,
+    S: Service,
+{
     match crate::runtime::timeout(h2.handshake_timeout, sniff(&mut stream)).await {
         Ok(Ok((Protocol::H2, read))) => serve_h2(stream, read, service, shutdown, h2, budget).await,
-        Ok(Ok((Protocol::Http1, read))) => match stream.try_into_poll_io() {
-            Ok(io) => http1::answer_public(Prefixed::new(read.freeze(), io), h2.handshake_timeout).await,
-            Err((e, _)) => warn!(error = %e, "cannot poll connection"),
-        },
+        Ok(Ok((Protocol::Http1, read))) => http1::answer_public(stream, read, h2.handshake_timeout).await,
         Ok(Ok((Protocol::Unknown, _))) => debug!(%peer, "closing connection that speaks neither HTTP/2 nor HTTP/1.1"),
         Ok(Err(e)) => debug!(%peer, error = %e, "connection closed before its protocol was known"),
         Err(_) => debug!(%peer, "no preface or request line in time; closing"),

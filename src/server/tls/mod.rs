@@ -1,0 +1,220 @@
+//! TLS on the public port: certificates from PEM files (reloaded when they
+//! change or on SIGHUP), TLS 1.2 and 1.3 with ALPN `h2` and `http/1.1`,
+//! and optionally required client certificates (mTLS) whose subject reaches
+//! the function with every request.
+
+mod identity;
+mod stream;
+
+use std::{
+    net::SocketAddr,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    rc::Rc,
+    sync::{Arc, PoisonError, RwLock},
+    thread,
+    time::Duration,
+};
+
+use rustls::{
+    pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
+    server::WebPkiClientVerifier,
+    RootCertStore, ServerConfig, ServerConnection,
+};
+use tracing::{debug, error, info, warn};
+
+pub use identity::{forward_client_cert, CLIENT_CERT_HEADER};
+pub use stream::{HandshakeError, TlsStream};
+
+use super::Service;
+use crate::grpc::budget::Budget;
+use crate::http2::server::Incoming;
+
+/// How often the certificate files are checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The PEM files of the TLS configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Files {
+    /// Certificate chain, end entity first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA certificates that sign the clients' certificates; `None`: no
+    /// client certificates asked for.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why the TLS configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: {source}", path.display())]
+    Pem { path: PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("{}: no certificate in it", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Rejected { path: PathBuf, source: rustls::Error },
+    #[error("client CA {}: {source}", path.display())]
+    ClientCa { path: PathBuf, source: rustls::server::VerifierBuilderError },
+}
+
+/// Hands each new connection the current configuration; a reload swaps
+/// it, and connections already open keep the one they started with.
+pub struct Acceptor {
+    files: Files,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl Acceptor {
+    pub fn load(files: Files) -> Result<Acceptor, LoadError> {
+        let config = server_config(&files)?;
+        Ok(Acceptor { files, current: RwLock::new(Arc::new(config)) })
+    }
+
+    /// Handshakes on `tcp` within `timeout`. `None` when it failed (logged:
+    /// a refused client certificate as a warning, the rest at debug).
+    pub async fn accept(&self, tcp: monoio::net::TcpStream, peer: SocketAddr, timeout: Duration) -> Option<Accepted> {
+        let config = self.current.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let session = ServerConnection::new(config).map_err(|e| warn!(%peer, error = %e, "cannot start a TLS session")).ok()?;
+        let stream = match crate::runtime::timeout(timeout, TlsStream::accept(tcp, session)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(HandshakeError::Tls(e @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)))) => {
+                warn!(%peer, error = %e, "TLS handshake refused: client certificate not accepted");
+                return None;
+            }
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS handshake failed; closing");
+                return None;
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake not done in time; closing");
+                return None;
+            }
+        };
+        let client_cert = stream.with_session(|s| s.peer_certificates().and_then(|c| c.first()).and_then(|c| identity::header_value(c)));
+        if self.files.client_ca.is_some() && client_cert.is_none() {
+            // rustls verified it, so only an unreadable subject gets here.
+            warn!(%peer, "client certificate subject unreadable; closing");
+            return None;
+        }
+        Some(Accepted { stream, client_cert: client_cert.map(|v| Rc::from(v.into_bytes())) })
+    }
+
+    /// Loads the files again; on error the current configuration stays.
+    fn reload(&self) -> Result<(), LoadError> {
+        let config = server_config(&self.files)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        Ok(())
+    }
+
+    /// Reloads on SIGHUP and when a file's identity, size or mtime changes
+    /// (checked every [`WATCH_EVERY`] by a thread of its own), logging the
+    /// outcome.
+    pub fn watch(self: &Arc<Acceptor>) -> Result<(), String> {
+        let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+            .map_err(|e| format!("installing the SIGHUP handler: {e}"))?;
+        let (tx, rx) = flume::unbounded();
+        thread::Builder::new()
+            .name("massa-sighup".to_owned())
+            .spawn(move || {
+                for _ in hangups.forever() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let acceptor = self.clone();
+        thread::Builder::new()
+            .name("massa-tls-watch".to_owned())
+            .spawn(move || {
+                let mut seen = acceptor.files.fingerprint();
+                loop {
+                    let trigger = match rx.recv_timeout(WATCH_EVERY) {
+                        Ok(()) => "SIGHUP",
+                        Err(flume::RecvTimeoutError::Timeout) => "files changed",
+                        Err(flume::RecvTimeoutError::Disconnected) => return,
+                    };
+                    let now = acceptor.files.fingerprint();
+                    if trigger != "SIGHUP" && now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    match acceptor.reload() {
+                        Ok(()) => info!(trigger, cert = %acceptor.files.cert.display(), "reloaded TLS certificate"),
+                        Err(e) => error!(trigger, error = %e, "TLS certificate reload failed; keeping the previous one"),
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// A connection after its handshake.
+pub struct Accepted {
+    pub stream: TlsStream,
+    /// `x-forwarded-client-cert` for its requests (mTLS).
+    pub client_cert: Option<Rc<[u8]>>,
+}
+
+impl Files {
+    /// What tells a replaced or rewritten file apart.
+    fn fingerprint(&self) -> Vec<Option<(u64, u64, i64, i64, u64)>> {
+        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size())))
+            .collect()
+    }
+}
+
+/// The service of a TLS connection: each request carries the client's
+/// certificate subject, or no `x-forwarded-client-cert` at all.
+pub struct Identified<S> {
+    pub service: Rc<S>,
+    pub client_cert: Option<Rc<[u8]>>,
+}
+
+impl<S: Service> Service for Identified<S> {
+    fn call(self: Rc<Self>, mut request: Incoming, budget: Rc<Budget>) -> impl std::future::Future<Output = ()> + 'static {
+        forward_client_cert(&mut request.head, self.client_cert.as_deref());
+        self.service.clone().call(request, budget)
+    }
+}
+
+fn server_config(files: &Files) -> Result<ServerConfig, LoadError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    fn rejected(path: &Path) -> impl FnOnce(rustls::Error) -> LoadError + '_ {
+        move |source| LoadError::Rejected { path: path.to_owned(), source }
+    }
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(rejected(&files.cert))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(path)? {
+                roots.add(cert).map_err(rejected(path))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|source| LoadError::ClientCa { path: path.clone(), source })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| LoadError::Pem { path: files.key.clone(), source })?;
+    let mut config = builder.with_single_cert(certificates(&files.cert)?, key).map_err(rejected(&files.key))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Every certificate of a PEM file; at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+    let pem = |source| LoadError::Pem { path: path.to_owned(), source };
+    let certs = CertificateDer::pem_file_iter(path).map_err(pem)?.collect::<Result<Vec<_>, _>>().map_err(pem)?;
+    if certs.is_empty() {
+        return Err(LoadError::NoCertificate(path.to_owned()));
+    }
+    Ok(certs)
+}
