@@ -218,3 +218,154 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, LoadError> 
     }
     Ok(certs)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+    use rustls::{pki_types::ServerName, ClientConfig, ClientConnection};
+
+    use super::*;
+    use crate::config::IoDriver;
+
+    /// A directory with a self-signed `localhost` certificate and its key;
+    /// removed on drop.
+    struct Certs {
+        dir: PathBuf,
+        files: Files,
+        der: CertificateDer<'static>,
+    }
+
+    impl Certs {
+        fn new(tag: &str) -> Certs {
+            let dir = std::env::temp_dir().join(format!("massa-tls-unit-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let files = Files { cert: dir.join("cert.pem"), key: dir.join("key.pem"), client_ca: None };
+            let der = Certs::issue(&files);
+            Certs { dir, files, der }
+        }
+
+        /// Writes a new certificate and key into `files`.
+        fn issue(files: &Files) -> CertificateDer<'static> {
+            let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+            std::fs::write(&files.cert, made.cert.pem()).unwrap();
+            std::fs::write(&files.key, made.key_pair.serialize_pem()).unwrap();
+            made.cert.der().clone()
+        }
+    }
+
+    impl Drop for Certs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn current(acceptor: &Acceptor) -> Arc<ServerConfig> {
+        acceptor.current.read().unwrap().clone()
+    }
+
+    #[test]
+    fn load_errors_name_the_file_and_the_problem() {
+        let certs = Certs::new("load");
+        let missing = Files { cert: certs.dir.join("nope.pem"), ..certs.files.clone() };
+        let err = Acceptor::load(missing).err().unwrap().to_string();
+        assert!(err.contains("nope.pem"), "{err}");
+
+        let empty = certs.dir.join("empty.pem");
+        std::fs::write(&empty, "not pem\n").unwrap();
+        let err = Acceptor::load(Files { cert: empty, ..certs.files.clone() }).err().unwrap().to_string();
+        assert!(err.contains("empty.pem: no certificate"), "{err}");
+
+        // The key of another certificate.
+        let other = Files { cert: certs.dir.join("other.pem"), key: certs.dir.join("other-key.pem"), client_ca: None };
+        Certs::issue(&other);
+        let err = Acceptor::load(Files { key: other.key.clone(), ..certs.files.clone() }).err().unwrap();
+        assert!(matches!(err, LoadError::Rejected { .. }), "{err}");
+
+        let err = Acceptor::load(Files { client_ca: Some(certs.dir.join("no-ca.pem")), ..certs.files.clone() }).err().unwrap();
+        assert!(err.to_string().contains("no-ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_configuration_and_a_good_one_swaps_it() {
+        let certs = Certs::new("reload");
+        let acceptor = Acceptor::load(certs.files.clone()).unwrap();
+        let first = current(&acceptor);
+        std::fs::write(&certs.files.key, "garbage").unwrap();
+        assert!(acceptor.reload().is_err());
+        assert!(Arc::ptr_eq(&first, &current(&acceptor)));
+        Certs::issue(&certs.files);
+        acceptor.reload().unwrap();
+        assert!(!Arc::ptr_eq(&first, &current(&acceptor)));
+    }
+
+    #[test]
+    fn fingerprint_sees_a_rewritten_file() {
+        let certs = Certs::new("watch");
+        let before = certs.files.fingerprint();
+        assert_eq!(before, certs.files.fingerprint());
+        Certs::issue(&certs.files);
+        assert_ne!(before, certs.files.fingerprint());
+    }
+
+    /// A client sends 4 MiB while the server echoes it back through the
+    /// split halves at the same time (reads and writes interleaved), then
+    /// both close with close_notify.
+    #[test]
+    fn split_stream_echoes_while_reading_and_writing_at_once() {
+        let certs = Certs::new("echo");
+        let acceptor = Acceptor::load(certs.files.clone()).unwrap();
+        let der = certs.der.clone();
+        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        let sent = data.clone();
+        let server = async move {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::thread::spawn(move || {
+                let mut roots = RootCertStore::empty();
+                roots.add(der).unwrap();
+                let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+                let tcp = std::net::TcpStream::connect(addr).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                tls.write_all(&sent).unwrap();
+                tls.conn.send_close_notify();
+                tls.flush().unwrap();
+                let mut back = Vec::new();
+                tls.read_to_end(&mut back).unwrap();
+                back
+            });
+            let (tcp, peer) = listener.accept().await.unwrap();
+            let accepted = acceptor.accept(tcp, peer, Duration::from_secs(10)).await.expect("handshake");
+            assert_eq!(accepted.stream.with_session(|s| s.alpn_protocol().map(<[u8]>::to_vec)), Some(b"h2".to_vec()));
+            assert!(accepted.client_cert.is_none());
+            let (mut reader, mut writer) = accepted.stream.into_split();
+            let (tx, rx) = flume::unbounded::<Vec<u8>>();
+            monoio::spawn(async move {
+                loop {
+                    let (n, buf) = reader.read(Vec::with_capacity(8192)).await;
+                    if n.unwrap() == 0 {
+                        break;
+                    }
+                    tx.send(buf).unwrap();
+                }
+            });
+            while let Ok(chunk) = rx.recv_async().await {
+                writer.write_all(chunk).await.0.unwrap();
+            }
+            writer.shutdown().await.unwrap();
+            client
+        };
+        let client = crate::runtime::block_on(IoDriver::Auto, server).unwrap().0;
+        let back = client.join().unwrap();
+        assert_eq!(back.len(), data.len());
+        assert!(back == data, "echo differs");
+    }
+}
