@@ -157,9 +157,12 @@ pub struct Accepted {
     pub client_cert: Option<Rc<[u8]>>,
 }
 
+/// A file's device, inode, mtime (s, ns) and size.
+type Stamp = (u64, u64, i64, i64, u64);
+
 impl Files {
     /// What tells a replaced or rewritten file apart.
-    fn fingerprint(&self) -> Vec<Option<(u64, u64, i64, i64, u64)>> {
+    fn fingerprint(&self) -> Vec<Option<Stamp>> {
         [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
             .into_iter()
             .flatten()
