@@ -12,6 +12,7 @@ use crate::admin;
 use crate::config::{Config, Durability, StoreKind};
 use crate::discovery::{self, Acceptance, Backoff, EntityKind};
 use crate::runtime;
+use crate::server::tls::{Acceptor, Files};
 use crate::store;
 use crate::userfn::Pool;
 use crate::worker::{self, Control, Shared};
@@ -27,7 +28,16 @@ const STORE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub fn run(config: Config) -> Result<(), String> {
     let signals = watch_signals()?;
     let workers = config.worker_count();
-    let shared = Arc::new(Shared::new(config));
+    let tls = match tls_files(&config)? {
+        None => None,
+        Some(files) => {
+            info!(cert = %files.cert.display(), mtls = files.client_ca.is_some(), "TLS on the public port");
+            let acceptor = Arc::new(Acceptor::load(files).map_err(|e| format!("TLS: {e}"))?);
+            acceptor.watch()?;
+            Some(acceptor)
+        }
+    };
+    let shared = Arc::new(Shared::new(config, tls));
     let config = &shared.config;
     let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone())?;
 
@@ -92,6 +102,17 @@ fn public_addr(config: &Config) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     std::net::TcpListener::bind(addr).and_then(|l| l.local_addr()).map_err(|e| format!("picking a port on {addr}: {e}"))
+}
+
+/// The TLS files, if configured; a certificate needs its key and the other
+/// way round, and a client CA needs both.
+fn tls_files(config: &Config) -> Result<Option<Files>, String> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(Files { cert: cert.clone(), key: key.clone(), client_ca: config.tls_client_ca.clone() })),
+        (None, None) if config.tls_client_ca.is_none() => Ok(None),
+        (None, None) => Err("--tls-client-ca needs --tls-cert and --tls-key".to_owned()),
+        _ => Err("--tls-cert and --tls-key go together".to_owned()),
+    }
 }
 
 /// SIGTERM and SIGINT, delivered as messages.

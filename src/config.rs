@@ -241,6 +241,22 @@ pub struct Config {
     #[arg(long, env = "MASSA_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
 
+    /// PEM certificate chain (end entity first) for TLS on the public port,
+    /// with `--tls-key`; without them the port speaks plaintext (h2c).
+    /// Both are reloaded when they change and on SIGHUP.
+    #[arg(long, env = "MASSA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "MASSA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificates: clients must present a certificate one of them
+    /// signed (mTLS); its subject reaches the function as the request
+    /// header `x-forwarded-client-cert: Subject="CN=..."`.
+    #[arg(long, env = "MASSA_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "MASSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

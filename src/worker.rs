@@ -50,12 +50,15 @@ pub struct Shared {
     pub workers: OnceLock<Vec<flume::Sender<Control>>>,
     /// Open client connections, all cores (for `--max-connections`).
     pub connections: Arc<AtomicUsize>,
+    /// The public port's TLS configuration, if it has one.
+    pub tls: Option<Arc<server::tls::Acceptor>>,
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Shared {
+    pub fn new(config: Config, tls: Option<Arc<server::tls::Acceptor>>) -> Shared {
         Shared {
             config,
+            tls,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             router: OnceLock::new(),
@@ -239,7 +242,8 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         let tick = (config.body_timeout.min(config.send_stall_timeout) / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
         monoio::spawn(core.deadlines.clone().tick(tick));
         let limits = server_limits(&core.shared);
-        monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone(), limits));
+        let tls = core.shared.tls.clone();
+        monoio::spawn(server::accept_loop(listener, core.clone(), core.shutdown.clone(), core.connections.clone(), limits, tls));
         let consumers = eventing::start(&core);
         while let Ok(msg) = inbox.recv_async().await {
             match msg {

@@ -62,6 +62,12 @@ impl Headers {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// Drops every field named `name` (its bytes stay in the buffer).
+    pub fn remove(&mut self, name: &[u8]) {
+        let buf = &self.buf;
+        self.fields.retain(|&(start, name_len, _)| &buf[start as usize..(start + name_len) as usize] != name);
+    }
+
     pub fn extend(&mut self, other: &Headers) {
         for (n, v) in other.iter() {
             self.push(n, v);

@@ -1,6 +1,6 @@
-//! The public port: one SO_REUSEPORT listener per core, protocol detection
-//! on each connection (h2c, HTTP/1.1, or garbage), and the connection
-//! servers for both.
+//! The public port: one SO_REUSEPORT listener per core, TLS when
+//! configured, protocol detection on each connection (HTTP/2, HTTP/1.1, or
+//! garbage), and the connection servers for both.
 //!
 //! Every connection is bounded in time before it is useful (preface, head,
 //! handshake) and in number (per core and for the process); connections
@@ -10,6 +10,7 @@ mod h2conn;
 pub mod http;
 pub mod http1;
 mod sniff;
+pub mod tls;
 
 use std::{
     cell::Cell,
@@ -22,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tracing::{debug, warn};
 
@@ -123,8 +124,16 @@ impl RateLimited {
     }
 }
 
-/// Accepts until `shutdown` fires, handing each connection to `service`.
-pub async fn accept_loop<S: Service + HttpService>(listener: TcpListener, service: Rc<S>, shutdown: Notify, connections: Connections, limits: Limits) {
+/// Accepts until `shutdown` fires, handing each connection to `service`
+/// (after a TLS handshake with `tls`'s configuration, if given).
+pub async fn accept_loop<S: Service + HttpService>(
+    listener: TcpListener,
+    service: Rc<S>,
+    shutdown: Notify,
+    connections: Connections,
+    limits: Limits,
+    tls: Option<Arc<tls::Acceptor>>,
+) {
     let refusing = Rc::new(Cell::new(0usize));
     let (mut accept_errors, mut refusals) = (RateLimited::new(), RateLimited::new());
     let mut backoff = BACKOFF_MIN;
@@ -150,10 +159,11 @@ pub async fn accept_loop<S: Service + HttpService>(listener: TcpListener, servic
                     }
                     continue;
                 };
-                let (service, shutdown, h2, http1) = (service.clone(), shutdown.clone(), limits.h2, limits.http1);
+                let (service, shutdown, tls) = (service.clone(), shutdown.clone(), tls.clone());
                 let budget = Budget::new(limits.connection_buffer, Some(limits.core_buffer.clone()));
+                let options = Options { h2: limits.h2, http1: limits.http1 };
                 monoio::spawn(async move {
-                    handle(stream, peer, service, shutdown, h2, http1, budget).await;
+                    handle(stream, peer, service, shutdown, options, budget, tls).await;
                     drop(guard);
                 });
             }
@@ -170,19 +180,39 @@ pub async fn accept_loop<S: Service + HttpService>(listener: TcpListener, servic
     }
 }
 
+/// Limits of a connection in either protocol.
+#[derive(Clone, Copy)]
+struct Options {
+    h2: H2Options,
+    http1: Http1Limits,
+}
+
 async fn handle<S: Service + HttpService>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     service: Rc<S>,
     shutdown: Notify,
-    h2: H2Options,
-    http1: Http1Limits,
+    options: Options,
     budget: Rc<Budget>,
+    tls: Option<Arc<tls::Acceptor>>,
 ) {
     let _ = stream.set_nodelay(true);
-    match crate::runtime::timeout(h2.handshake_timeout, sniff(&mut stream)).await {
-        Ok(Ok((Protocol::H2, read))) => serve_h2(stream, read, service, shutdown, h2, budget).await,
-        Ok(Ok((Protocol::Http1, read))) => serve_http1(stream, read, service, shutdown, http1, budget).await,
+    let Some(tls) = tls else { return serve(stream, peer, service, shutdown, options, budget).await };
+    if let Some(tls::Accepted { stream, client_cert }) = tls.accept(stream, peer, options.h2.handshake_timeout).await {
+        let service = Rc::new(tls::Identified { service, client_cert });
+        serve(stream, peer, service, shutdown, options, budget).await;
+    }
+}
+
+/// Serves a connection in the protocol its first bytes show.
+async fn serve<T, S>(mut stream: T, peer: SocketAddr, service: Rc<S>, shutdown: Notify, options: Options, budget: Rc<Budget>)
+where
+    T: Split + AsyncReadRent + AsyncWriteRent + 'static,
+    S: Service + HttpService,
+{
+    match crate::runtime::timeout(options.h2.handshake_timeout, sniff(&mut stream)).await {
+        Ok(Ok((Protocol::H2, read))) => serve_h2(stream, read, service, shutdown, options.h2, budget).await,
+        Ok(Ok((Protocol::Http1, read))) => serve_http1(stream, read, service, shutdown, options.http1, budget).await,
         Ok(Ok((Protocol::Unknown, _))) => debug!(%peer, "closing connection that speaks neither HTTP/2 nor HTTP/1.1"),
         Ok(Err(e)) => debug!(%peer, error = %e, "connection closed before its protocol was known"),
         Err(_) => debug!(%peer, "no preface or request line in time; closing"),

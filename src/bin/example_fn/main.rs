@@ -356,12 +356,17 @@ fn echo_request(command: &ActionCommand) -> Result<EchoRequest, Status> {
     EchoRequest::decode(payload.value.clone()).map_err(bad)
 }
 
-/// A reply whose metadata names the method and echoes `x-echo-request`.
+/// Command metadata a reply echoes back as `<key>-seen`: a test's own, and
+/// the client identity Massa adds on mTLS connections.
+const ECHOED_METADATA: [&str; 2] = ["x-echo-request", "x-forwarded-client-cert"];
+
+/// A reply whose metadata names the method and echoes [`ECHOED_METADATA`].
 fn reply(text: String, method: &str, metadata: Option<&Metadata>) -> ActionResponse {
     let mut entries = vec![string_entry("x-echo-method", method)];
-    let seen = metadata.into_iter().flat_map(|m| &m.entries).find(|e| e.key == "x-echo-request");
-    if let Some(MetadataEntry { value: Some(Value::StringValue(v)), .. }) = seen {
-        entries.push(string_entry("x-echo-request-seen", v));
+    for entry in metadata.into_iter().flat_map(|m| &m.entries) {
+        if let (true, Some(Value::StringValue(v))) = (ECHOED_METADATA.contains(&entry.key.as_str()), &entry.value) {
+            entries.push(string_entry(&format!("{}-seen", entry.key), v));
+        }
     }
     ActionResponse {
         response: Some(Response::Reply(Reply {
