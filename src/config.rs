@@ -230,6 +230,17 @@ pub struct Config {
     #[arg(long, env = "MASSA_CORE_BUFFER", default_value = "256MiB", value_parser = parse_size)]
     pub core_buffer: usize,
 
+    /// Largest plain HTTP request body (HTTP/JSON, gRPC-Web) Massa reads;
+    /// larger ones get 413 before they are read.
+    #[arg(long, env = "MASSA_MAX_HTTP_BODY", default_value = "4MiB", value_parser = parse_size)]
+    pub max_http_body: usize,
+
+    /// Browser origins allowed to call the public port cross-origin
+    /// (gRPC-Web, HTTP/JSON), comma-separated, e.g.
+    /// `https://app.example.com`; `*` allows any. Default: none.
+    #[arg(long, env = "MASSA_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "MASSA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,

@@ -1,23 +1,22 @@
-//! The public port's request lifecycle: route the path, apply the deadline,
-//! serve the call, finish it with a status, count it.
+//! A call's lifecycle, whichever front it came through (gRPC, gRPC-Web,
+//! HTTP/JSON): apply the deadline, serve the call, finish it with a status,
+//! count it.
 //!
 //! ```text
-//! HTTP/2 stream ─► content-type check ─► path ─┬─ reflection (v1alpha, v1)
-//!                                          ├─ grpc.health.v1.Health
-//!                                          ├─ discovered method ─► entity::{action, stateful, crdt}
-//!                                          └─ unknown ─► UNIMPLEMENTED
+//! front ─► route ─┬─ reflection (v1alpha, v1)
+//!                 ├─ grpc.health.v1.Health
+//!                 ├─ discovered method ─► entity::{action, stateful, crdt}
+//!                 └─ unknown ─► UNIMPLEMENTED
 //! ```
 
 use std::{rc::Rc, sync::atomic::Ordering, time::Instant};
 
-use bytes::Bytes;
-
+pub use crate::admin::metrics::Front;
 use crate::admin::{health, reflection};
-use crate::discovery::EntityKind;
+use crate::discovery::{EntityKind, MethodRoute};
 use crate::entity::{action, crdt, stateful};
-use crate::grpc::{self, budget::Budget, Code, Responder, SendError, Status};
-use crate::http2::{server::Incoming, Headers, Reason, RecvStream, SendStream};
-use crate::server::Service;
+use crate::grpc::{self, Code, RequestBody, Responder, SendError, Status};
+use crate::http2::{Headers, Reason};
 use crate::worker::Core;
 
 /// How a call ended, as the dispatcher turns it into wire output.
@@ -69,7 +68,7 @@ impl End {
 /// headers and metadata) and its body.
 pub struct Request {
     pub head: Headers,
-    pub body: RecvStream,
+    pub body: RequestBody,
 }
 
 impl Request {
@@ -79,45 +78,37 @@ impl Request {
     }
 }
 
-impl Service for Core {
-    async fn call(self: Rc<Self>, incoming: Incoming, budget: Rc<Budget>) {
-        let started = Instant::now();
-        let Incoming { head, recv, send } = incoming;
-        let is_grpc = head.get(b"content-type").is_some_and(grpc::is_grpc_content_type);
-        if head.get(b":method") != Some(b"POST") || !is_grpc {
-            return not_grpc(send);
-        }
-        let request = Request { head, body: recv };
-        let route = self.router.lookup(request.path()).cloned();
-        let route_id = route.as_ref().map(|r| r.id);
-        self.metrics.started(route_id);
-        let stall = Some((self.deadlines.clone(), self.shared.config.send_stall_timeout));
-        let mut responder = Responder::bounded(send, budget, stall);
-        let deadline = request.head.get(b"grpc-timeout").and_then(grpc::parse_timeout);
-        let work = Box::pin(serve(&self, route.as_ref(), request, &mut responder));
-        let end = match deadline {
-            None => work.await,
-            Some(d) => match monoio::time::timeout(d, work).await {
-                Ok(end) => end,
-                Err(_) => End::Status(Status::new(Code::DeadlineExceeded, format!("deadline of {d:?} exceeded"))),
-            },
-        };
-        let code = end.code();
-        if matches!(code, Code::Unavailable) {
-            self.metrics.user_fn_error();
-        }
-        match end {
-            End::Status(status) => responder.finish(&status),
-            End::Reset(reason) => responder.reset(reason),
-            End::ClientGone => {}
-        }
-        self.metrics.finished(route_id, code, started.elapsed());
+/// Serves one call to its end, whichever front it came through: the
+/// deadline (`grpc-timeout`), the refusal while draining, the entity kinds
+/// and built-in services; then the status, and the metrics.
+pub async fn run(core: &Rc<Core>, front: Front, route: Option<&MethodRoute>, request: Request, mut responder: Responder) {
+    let started = Instant::now();
+    let route_id = route.map(|r| r.id);
+    core.metrics.started(route_id);
+    let deadline = request.head.get(b"grpc-timeout").and_then(grpc::parse_timeout);
+    let work = Box::pin(serve(core, route, request, &mut responder));
+    let end = match deadline {
+        None => work.await,
+        Some(d) => match monoio::time::timeout(d, work).await {
+            Ok(end) => end,
+            Err(_) => End::Status(Status::new(Code::DeadlineExceeded, format!("deadline of {d:?} exceeded"))),
+        },
+    };
+    let code = end.code();
+    if matches!(code, Code::Unavailable) {
+        core.metrics.user_fn_error();
     }
+    match end {
+        End::Status(status) => responder.finish(&status),
+        End::Reset(reason) => responder.reset(reason),
+        End::ClientGone => {}
+    }
+    core.metrics.finished(route_id, front, code, started.elapsed());
 }
 
 async fn serve(
     core: &Rc<Core>,
-    route: Option<&crate::discovery::MethodRoute>,
+    route: Option<&MethodRoute>,
     request: Request,
     responder: &mut Responder,
 ) -> End {
@@ -157,16 +148,5 @@ fn unknown_path(core: &Core, path: &str) -> Status {
         Status::new(Code::Unimplemented, format!("Method not found: {service}/{method}"))
     } else {
         Status::new(Code::Unimplemented, format!("Service not found: {service}"))
-    }
-}
-
-/// gRPC requires POST with a gRPC content type; anything else on HTTP/2
-/// gets a plain HTTP answer, as the gRPC spec suggests (415).
-fn not_grpc(mut send: SendStream) {
-    let mut head = Headers::with_capacity(32, 2);
-    head.push(b":status", b"415");
-    head.push(b"content-type", b"text/plain");
-    if send.send_head(&[], Some(&head), false).is_ok() {
-        let _ = send.send_data(Bytes::from_static(b"Massa serves gRPC here: POST with content-type application/grpc\n"), true);
     }
 }

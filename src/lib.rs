@@ -43,6 +43,7 @@
 //! - [`effects`]: forwards and side effects.
 //! - [`eventing`]: event-log consumers (events as action commands, stored
 //!   offsets).
+//! - [`transcode`]: HTTP/JSON transcoding rules, requests and replies.
 //! - [`admin`]: admin HTTP port, metrics, gRPC health and reflection.
 //! - [`proto`]: generated protocol types.
 
@@ -54,6 +55,7 @@ pub mod dispatch;
 pub mod effects;
 pub mod entity;
 pub mod eventing;
+pub mod front;
 pub mod grpc;
 pub mod http2;
 pub mod proto;
@@ -62,6 +64,7 @@ pub mod server;
 pub mod shard;
 pub mod store;
 pub mod telemetry;
+pub mod transcode;
 pub mod userfn;
 pub mod worker;
 

@@ -18,7 +18,7 @@ use futures_channel::oneshot;
 use tracing::{info, warn};
 
 use crate::admin::metrics::{CoreMetrics, Snapshot};
-use crate::grpc::{budget::Budget, MessageReader, Responder};
+use crate::grpc::{budget::Budget, MessageReader, RequestBody, Responder};
 use crate::config::Config;
 use crate::entity::cache::StateCache;
 use crate::entity::stateful::{self, Entities};
@@ -150,7 +150,7 @@ impl Core {
 
     /// A client request's reader, charged to the call's connection and
     /// bounded by the body timeout.
-    pub fn request_reader(&self, body: crate::http2::RecvStream, responder: &Responder) -> MessageReader {
+    pub fn request_reader(&self, body: RequestBody, responder: &Responder) -> MessageReader {
         let timeout = Some((self.deadlines.clone(), self.shared.config.body_timeout));
         MessageReader::bounded(body, self.max_message_size(), responder.budget(), timeout)
     }
@@ -259,6 +259,10 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
     });
 }
 
+/// Request line and header fields of one HTTP/1.1 request, like the
+/// HTTP/2 header list limit.
+const HTTP1_MAX_HEAD: usize = 64 * 1024;
+
 fn server_limits(shared: &Shared) -> server::Limits {
     let c = &shared.config;
     server::Limits {
@@ -268,6 +272,14 @@ fn server_limits(shared: &Shared) -> server::Limits {
             connection_window: c.connection_window,
             handshake_timeout: c.handshake_timeout,
             idle_timeout: Some(c.idle_timeout),
+        },
+        http1: server::Http1Limits {
+            max_head: HTTP1_MAX_HEAD,
+            max_body: c.max_http_body,
+            head_timeout: c.handshake_timeout,
+            idle_timeout: c.idle_timeout,
+            body_timeout: c.body_timeout,
+            write_timeout: c.send_stall_timeout,
         },
         connection_buffer: c.connection_buffer,
         core_buffer: Budget::new(c.core_buffer, None),

@@ -125,9 +125,9 @@ fn health_check_and_admin_endpoints() {
     assert_eq!(status, 200);
     for needle in [
         "massa_ready 1",
-        "massa_requests_total{method=\"/example.echo.Echo/Say\",code=\"OK\"} 1",
+        "massa_requests_total{method=\"/example.echo.Echo/Say\",code=\"OK\",protocol=\"grpc\"} 1",
         "massa_request_duration_seconds_count{method=\"/example.echo.Echo/Say\"} 1",
-        "massa_requests_total{method=\"other\",code=\"NOT_FOUND\"} 1",
+        "massa_requests_total{method=\"other\",code=\"NOT_FOUND\",protocol=\"grpc\"} 1",
         "massa_requests_in_flight{method=\"/example.echo.Echo/Say\"} 0",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
@@ -141,7 +141,7 @@ fn http1_and_garbage_on_the_grpc_port_are_handled() {
     assert_eq!(status, 404);
     assert!(body.contains("gRPC"), "{body}");
     let mut s = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nK-Network-Probe: queue\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nK-Network-Probe: queue\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("queue"), "{out}");

@@ -25,10 +25,32 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("static histogram bounds are valid")
 }
 
+/// The protocol a call came in on: gRPC, or one of the fronts that
+/// translate to it on the same port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    Grpc = 0,
+    GrpcWeb = 1,
+    HttpJson = 2,
+}
+
+impl Front {
+    const ALL: [Front; 3] = [Front::Grpc, Front::GrpcWeb, Front::HttpJson];
+
+    fn label(self) -> &'static str {
+        match self {
+            Front::Grpc => "grpc",
+            Front::GrpcWeb => "grpc-web",
+            Front::HttpJson => "http-json",
+        }
+    }
+}
+
 /// Counters of one method (or of everything that is not a routed method).
 struct MethodMetrics {
     in_flight: Cell<i64>,
-    by_code: [Cell<u64>; 17],
+    /// By front, then by gRPC status code.
+    by_code: [[Cell<u64>; 17]; 3],
     latency_sum_us: Cell<u64>,
     latency: RefCell<Histogram<u64>>,
 }
@@ -103,10 +125,10 @@ impl CoreMetrics {
         m.in_flight.set(m.in_flight.get() + 1);
     }
 
-    pub fn finished(&self, route: Option<usize>, code: Code, elapsed: Duration) {
+    pub fn finished(&self, route: Option<usize>, front: Front, code: Code, elapsed: Duration) {
         let m = self.slot(route);
         m.in_flight.set(m.in_flight.get() - 1);
-        let c = &m.by_code[code as usize];
+        let c = &m.by_code[front as usize][code as usize];
         c.set(c.get() + 1);
         let us = (elapsed.as_micros() as u64).clamp(1, MAX_LATENCY_US);
         m.latency_sum_us.set(m.latency_sum_us.get() + us);
@@ -129,7 +151,7 @@ impl CoreMetrics {
                 .iter()
                 .map(|m| MethodSnapshot {
                     in_flight: m.in_flight.get(),
-                    by_code: std::array::from_fn(|i| m.by_code[i].get()),
+                    by_code: std::array::from_fn(|f| std::array::from_fn(|i| m.by_code[f][i].get())),
                     latency_sum_us: m.latency_sum_us.get(),
                     latency: m.latency.borrow().clone(),
                 })
@@ -156,7 +178,7 @@ pub struct Snapshot {
 
 struct MethodSnapshot {
     in_flight: i64,
-    by_code: [u64; 17],
+    by_code: [[u64; 17]; 3],
     latency_sum_us: u64,
     latency: Histogram<u64>,
 }
@@ -166,7 +188,7 @@ impl Snapshot {
     fn merge(&mut self, other: &Snapshot) {
         for (a, b) in self.methods.iter_mut().zip(&other.methods) {
             a.in_flight += b.in_flight;
-            a.by_code.iter_mut().zip(b.by_code).for_each(|(x, y)| *x += y);
+            a.by_code.iter_mut().flatten().zip(b.by_code.iter().flatten()).for_each(|(x, y)| *x += y);
             a.latency_sum_us += b.latency_sum_us;
             let _ = a.latency.add(&b.latency);
         }
@@ -241,13 +263,16 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
     let _ = writeln!(out, "# HELP massa_entity_cache_bytes Bytes held by the hot caches, all cores.");
     let _ = writeln!(out, "# TYPE massa_entity_cache_bytes gauge\nmassa_entity_cache_bytes {}", c.bytes);
 
-    let _ = writeln!(out, "# HELP massa_requests_total Calls finished, by method and gRPC status.");
+    let _ = writeln!(out, "# HELP massa_requests_total Calls finished, by method, gRPC status and the protocol they came in on.");
     let _ = writeln!(out, "# TYPE massa_requests_total counter");
     for (name, m) in names.iter().zip(&total.methods) {
-        for code in ALL_CODES {
-            let n = m.by_code[code as usize];
-            if n > 0 {
-                let _ = writeln!(out, "massa_requests_total{{method=\"{name}\",code=\"{}\"}} {n}", code.name());
+        for front in Front::ALL {
+            for code in ALL_CODES {
+                let n = m.by_code[front as usize][code as usize];
+                if n > 0 {
+                    let (code, front) = (code.name(), front.label());
+                    let _ = writeln!(out, "massa_requests_total{{method=\"{name}\",code=\"{code}\",protocol=\"{front}\"}} {n}");
+                }
             }
         }
     }
@@ -308,17 +333,17 @@ mod tests {
         let a = CoreMetrics::new(1, 0);
         let b = CoreMetrics::new(1, 0);
         a.started(Some(0));
-        a.finished(Some(0), Code::Ok, Duration::from_micros(300));
+        a.finished(Some(0), Front::Grpc, Code::Ok, Duration::from_micros(300));
         b.started(Some(0));
-        b.finished(Some(0), Code::Ok, Duration::from_millis(3));
+        b.finished(Some(0), Front::HttpJson, Code::Ok, Duration::from_millis(3));
         b.started(Some(0));
         b.started(None);
-        b.finished(None, Code::Unimplemented, Duration::from_micros(50));
+        b.finished(None, Front::Grpc, Code::Unimplemented, Duration::from_micros(50));
         let mut merged = a.snapshot(CacheStats::default(), 0);
         merged.merge(&b.snapshot(CacheStats::default(), 0));
         let m = &merged.methods[0];
-        assert_eq!((m.by_code[0], m.in_flight, m.latency.len()), (2, 1, 2));
+        assert_eq!((m.by_code[0][0], m.by_code[2][0], m.in_flight, m.latency.len()), (1, 1, 1, 2));
         assert_eq!(m.latency.count_between(0, 1000), 1);
-        assert_eq!(merged.methods[1].by_code[Code::Unimplemented as usize], 1);
+        assert_eq!(merged.methods[1].by_code[0][Code::Unimplemented as usize], 1);
     }
 }

@@ -8,23 +8,36 @@ pub mod reflection;
 
 use std::{
     net::SocketAddr,
+    rc::Rc,
     sync::{atomic::Ordering, Arc},
     thread,
     time::Duration,
 };
 
+use bytes::BytesMut;
 use futures_channel::oneshot;
 use monoio::net::TcpListener;
 use tracing::{debug, info};
 
 use crate::config::IoDriver;
-use crate::server::http1::{self, HeadError};
+use crate::grpc::budget::Budget;
+use crate::http2::Headers;
+use crate::runtime::Notify;
+use crate::server::http::{respond, respond_text, HttpRequest, HttpService, ResponseWriter};
+use crate::server::{serve_http1, Http1Limits};
 use crate::worker::{Control, Shared};
 
 /// A scrape waits at most this long for a busy core's snapshot.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A scraper or probe sends its whole request head within this.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Scrapers and probes send small heads, no bodies, and come back often.
+const LIMITS: Http1Limits = Http1Limits {
+    max_head: 16 * 1024,
+    max_body: 0,
+    head_timeout: Duration::from_secs(10),
+    idle_timeout: Duration::from_secs(60),
+    body_timeout: Duration::from_secs(10),
+    write_timeout: Duration::from_secs(10),
+};
 
 /// Binds the admin port and serves it on thread `massa-admin`. It runs
 /// before discovery, so `/health/ready` can say "not yet".
@@ -36,12 +49,14 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String
         .name("massa-admin".to_owned())
         .spawn(move || {
             let serve = async move {
+                let admin = Rc::new(Admin(shared));
                 let listener = TcpListener::from_std(std_listener).expect("admin listener");
                 info!(addr = %local, "admin port serving /health/live, /health/ready, /metrics");
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            monoio::spawn(handle(stream, shared.clone()));
+                            let read = BytesMut::new();
+                            monoio::spawn(serve_http1(stream, read, admin.clone(), Notify::new(), LIMITS, Budget::unlimited()));
                         }
                         Err(e) => {
                             debug!(error = %e, "admin accept failed");
@@ -59,30 +74,35 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String
     Ok(local)
 }
 
-async fn handle(stream: monoio::net::TcpStream, shared: Arc<Shared>) {
-    let Ok(mut io) = stream.try_into_poll_io() else { return };
-    let Ok(head) = monoio::time::timeout(HEAD_TIMEOUT, http1::read_head(&mut io)).await else {
-        return debug!("admin request head not complete in time; closing");
-    };
-    let result = match head {
-        Ok(head) if head.method != "GET" => {
-            http1::respond(&mut io, "405 Method Not Allowed", "text/plain", b"GET only\n").await
-        }
-        Ok(head) => match head.path.split('?').next().unwrap_or("") {
-            "/health/live" => http1::respond(&mut io, "200 OK", "text/plain", b"live\n").await,
-            "/health/ready" if is_ready(&shared) => http1::respond(&mut io, "200 OK", "text/plain", b"ready\n").await,
-            "/health/ready" => http1::respond(&mut io, "503 Service Unavailable", "text/plain", b"not ready\n").await,
-            "/metrics" => {
-                let text = scrape(&shared).await;
-                http1::respond(&mut io, "200 OK", "text/plain; version=0.0.4", text.as_bytes()).await
+/// The admin endpoints, on the same HTTP/1.1 server as the public port.
+struct Admin(Arc<Shared>);
+
+impl HttpService for Admin {
+    fn serve_http<'a, W: ResponseWriter + 'a>(
+        self: &'a Rc<Self>,
+        request: HttpRequest,
+        writer: &'a mut W,
+        _: &'a Rc<Budget>,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        async move {
+            let shared = &self.0;
+            let result = match (request.method(), request.path()) {
+                ("GET", "/health/live") => respond_text(writer, 200, "live\n").await,
+                ("GET", "/health/ready") if is_ready(shared) => respond_text(writer, 200, "ready\n").await,
+                ("GET", "/health/ready") => respond_text(writer, 503, "not ready\n").await,
+                ("GET", "/metrics") => {
+                    let text = scrape(shared).await;
+                    let mut headers = Headers::new();
+                    headers.push(b"content-type", b"text/plain; version=0.0.4");
+                    respond(writer, 200, &headers, text.into()).await
+                }
+                ("GET", _) => respond_text(writer, 404, "try /health/live, /health/ready or /metrics\n").await,
+                _ => respond_text(writer, 405, "GET only\n").await,
+            };
+            if result.is_err() {
+                debug!("admin client went away mid-response");
             }
-            _ => http1::respond(&mut io, "404 Not Found", "text/plain", b"try /health/live, /health/ready or /metrics\n").await,
-        },
-        Err(HeadError::Io(e)) => Err(e),
-        Err(_) => http1::respond(&mut io, "400 Bad Request", "text/plain", b"malformed request\n").await,
-    };
-    if let Err(e) = result {
-        debug!(error = %e, "admin request failed");
+        }
     }
 }
 

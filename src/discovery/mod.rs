@@ -76,6 +76,10 @@ pub async fn discover(
     match spec::validate(&spec, accept) {
         Ok(validated) => {
             validated.warnings.iter().for_each(|w| warn!("{w}"));
+            for problem in &validated.http_problems {
+                warn!("{problem}");
+                report_error(pool, problem).await;
+            }
             for s in validated.router.services() {
                 info!(service = %s.name, entity_type = %s.protocol, persistence_id = %s.persistence_id, "serving");
             }

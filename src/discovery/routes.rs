@@ -6,6 +6,8 @@ use std::{collections::HashMap, time::Duration};
 
 use prost_reflect::DescriptorPool;
 
+use crate::transcode;
+
 /// The four Cloudstate entity protocols, plus the pre-0.2 name of actions.
 pub const ACTION_PROTOCOL: &str = "cloudstate.action.ActionProtocol";
 pub const LEGACY_FUNCTION_PROTOCOL: &str = "cloudstate.function.StatelessFunction";
@@ -148,12 +150,13 @@ pub struct Router {
     by_path: HashMap<String, usize>,
     descriptors: DescriptorPool,
     consumers: Vec<Consumer>,
+    http: transcode::Routes,
 }
 
 impl Router {
     pub fn new(services: Vec<EntityService>, routes: Vec<MethodRoute>, descriptors: DescriptorPool) -> Router {
         let by_path = routes.iter().map(|r| (r.path.clone(), r.id)).collect();
-        Router { services, routes, by_path, descriptors, consumers: Vec::new() }
+        Router { services, routes, by_path, descriptors, consumers: Vec::new(), http: transcode::Routes::default() }
     }
 
     /// The same table with its event-log consumers.
@@ -163,6 +166,16 @@ impl Router {
 
     pub fn consumers(&self) -> &[Consumer] {
         &self.consumers
+    }
+
+    /// The same table with its HTTP/JSON bindings.
+    pub fn with_http(self, http: transcode::Routes) -> Router {
+        Router { http, ..self }
+    }
+
+    /// The HTTP/JSON bindings (spec §4), by HTTP method and path.
+    pub fn http(&self) -> &transcode::Routes {
+        &self.http
     }
 
     /// The route for a request path.

@@ -7,6 +7,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, FieldDescriptor, MessageDescriptor};
 
 use crate::entity::key::{KeyField, KeyKind};
+use crate::transcode;
 
 use super::eventing;
 use super::routes::{EntityKind, EntityService, MethodRoute, Router, Shape};
@@ -24,11 +25,13 @@ pub struct Acceptance {
     pub supported: Vec<EntityKind>,
 }
 
-/// A valid spec: the routes plus warnings worth logging.
+/// A valid spec: the routes plus warnings worth logging, and the HTTP
+/// rules that cannot be served, worth reporting to the function too.
 #[derive(Debug)]
 pub struct Validated {
     pub router: Router,
     pub warnings: Vec<String>,
+    pub http_problems: Vec<String>,
 }
 
 /// Checks the spec and builds the routes; `Err` carries the message the
@@ -58,6 +61,7 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
     let mut services = Vec::with_capacity(spec.entities.len());
     let mut routes = Vec::new();
     let mut subscriptions = Vec::new();
+    let mut methods = Vec::new();
     for entity in &spec.entities {
         let kind = EntityKind::from_entity_type(&entity.entity_type)
             .filter(|k| accept.supported.contains(k))
@@ -86,6 +90,7 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
                 check_keys(&entity.service_name, method.name(), &input, &key_fields)?;
             }
             subscriptions.extend(eventing::subscription(&method, &entity.service_name, kind, shape, routes.len())?);
+            methods.push((routes.len(), method.clone()));
             routes.push(MethodRoute {
                 id: routes.len(),
                 path: format!("/{}/{}", entity.service_name, method.name()),
@@ -115,7 +120,9 @@ pub fn validate(spec: &EntitySpec, accept: &Acceptance) -> Result<Validated, Str
     }
     let (consumers, eventing_warnings) = eventing::consumers(subscriptions, &services)?;
     warnings.extend(eventing_warnings);
-    Ok(Validated { router: Router::new(services, routes, descriptors).with_consumers(consumers), warnings })
+    let (http, http_problems) = transcode::Routes::compile(methods);
+    let router = Router::new(services, routes, descriptors).with_consumers(consumers).with_http(http);
+    Ok(Validated { router, warnings, http_problems })
 }
 
 /// The fields of a `FileDescriptorProto` read before prost-reflect sees the

@@ -5,11 +5,19 @@ use std::{future::poll_fn, rc::Rc, time::Duration};
 
 use bytes::Bytes;
 
-use crate::http2::{self, server::GRPC_HEAD, Headers, RecvStream, SendStream};
+use crate::http2::{self, server::GRPC_HEAD, Headers, Reason, RecvStream, SendStream};
 
 use super::budget::{Budget, Charge};
+use super::pipe::{Event, Gone, Pipe};
 use crate::runtime::deadlines::Deadlines;
 use super::{encode_message, Code, Decoder, FrameError, Status};
+
+/// A client's request body: an HTTP/2 gRPC stream, read as it arrives, or
+/// one a front already read whole (HTTP/JSON, gRPC-Web), gRPC-framed.
+pub enum RequestBody {
+    Stream(RecvStream),
+    Complete(Bytes),
+}
 
 /// Why reading a message stream failed.
 #[derive(Debug)]
@@ -48,7 +56,8 @@ impl ReadError {
 /// connection's [`Budget`] until the next message is asked for (a unary
 /// request's for the whole call, see [`MessageReader::single_held`]).
 pub struct MessageReader {
-    body: RecvStream,
+    /// `None` for a complete body, already in the decoder.
+    body: Option<RecvStream>,
     decoder: Decoder,
     eof: bool,
     buffered: Charge,
@@ -62,18 +71,27 @@ impl MessageReader {
     /// A reader with no limits beyond the message size (function replies,
     /// our own clients).
     pub fn new(body: RecvStream, max_message_size: usize) -> MessageReader {
-        MessageReader::bounded(body, max_message_size, &Budget::unlimited(), None)
+        MessageReader::bounded(RequestBody::Stream(body), max_message_size, &Budget::unlimited(), None)
     }
 
     /// A client's request stream: buffered bytes charged to `budget`, and
     /// started messages that must complete within `timeout`.
     pub fn bounded(
-        body: RecvStream,
+        body: RequestBody,
         max_message_size: usize,
         budget: &Rc<Budget>,
         timeout: Option<(Rc<Deadlines>, Duration)>,
     ) -> MessageReader {
-        MessageReader { body, decoder: Decoder::new(max_message_size), eof: false, buffered: Charge::new(budget), handed: 0, timeout }
+        let mut decoder = Decoder::new(max_message_size);
+        let body = match body {
+            RequestBody::Stream(stream) => Some(stream),
+            RequestBody::Complete(bytes) => {
+                decoder.push(bytes);
+                None
+            }
+        };
+        let eof = body.is_none();
+        MessageReader { body, decoder, eof, buffered: Charge::new(budget), handed: 0, timeout }
     }
 
     /// The next message, or `None` once the peer half-closed cleanly.
@@ -90,15 +108,19 @@ impl MessageReader {
                 self.decoder.finish().map_err(ReadError::Frame)?;
                 return Ok(None);
             }
+            let Some(body) = self.body.as_mut() else {
+                self.eof = true;
+                continue;
+            };
             let data = match &self.timeout {
                 Some((deadlines, t)) if self.decoder.buffered() > 0 => {
-                    deadlines.within(*t, self.body.data()).await.map_err(|()| ReadError::Incomplete(*t))?
+                    deadlines.within(*t, body.data()).await.map_err(|()| ReadError::Incomplete(*t))?
                 }
-                _ => self.body.data().await,
+                _ => body.data().await,
             };
             match data {
                 Some(Ok(chunk)) => {
-                    self.body.release_capacity(chunk.len());
+                    body.release_capacity(chunk.len());
                     self.decoder.push(chunk);
                     if !self.buffered.set(self.decoder.buffered() + self.handed) {
                         return Err(ReadError::OverBudget);
@@ -143,7 +165,10 @@ impl MessageReader {
 
     /// The trailers, after [`message`](Self::message) returned `None`.
     pub async fn trailers(&mut self) -> Result<Option<Headers>, http2::Error> {
-        self.body.trailers().await
+        match self.body.as_mut() {
+            Some(body) => body.trailers().await,
+            None => Ok(None),
+        }
     }
 }
 
@@ -167,12 +192,24 @@ pub enum SendError {
 ///
 /// Messages go out only as the client's window allows; the part still
 /// waiting for window is charged to the connection's [`Budget`], and a
-/// client that opens no window for the stall timeout loses the call.
+/// client that opens no window for the stall timeout loses the call. A
+/// call from a front that is not HTTP/2 gRPC goes into a [`Pipe`] instead,
+/// paced the same way by the pipe's room.
 pub struct Responder {
-    send: SendStream,
+    sink: Sink,
     started: bool,
     budget: Rc<Budget>,
     stall: Option<(Rc<Deadlines>, Duration)>,
+}
+
+enum Sink {
+    Stream(SendStream),
+    Pipe(Pipe),
+}
+
+/// The client behind a pipe went away: to the call, like a reset stream.
+fn gone(_: Gone) -> http2::Error {
+    http2::Error::Reset { reason: Reason::CANCEL, remote: true }
 }
 
 impl Responder {
@@ -182,7 +219,12 @@ impl Responder {
     }
 
     pub fn bounded(send: SendStream, budget: Rc<Budget>, stall: Option<(Rc<Deadlines>, Duration)>) -> Responder {
-        Responder { send, started: false, budget, stall }
+        Responder { sink: Sink::Stream(send), started: false, budget, stall }
+    }
+
+    /// A responder writing into `pipe`, for the HTTP/JSON and gRPC-Web fronts.
+    pub fn piped(pipe: Pipe, budget: Rc<Budget>, stall: Option<(Rc<Deadlines>, Duration)>) -> Responder {
+        Responder { sink: Sink::Pipe(pipe), started: false, budget, stall }
     }
 
     /// The budget this call's buffers are charged to (its connection's).
@@ -198,7 +240,10 @@ impl Responder {
     /// Sends the response headers with extra metadata (no-op once started).
     pub fn send_headers(&mut self, metadata: Option<&Headers>) -> Result<(), http2::Error> {
         if !self.started {
-            self.send.send_head(&GRPC_HEAD, metadata, false)?;
+            match &mut self.sink {
+                Sink::Stream(send) => send.send_head(&GRPC_HEAD, metadata, false)?,
+                Sink::Pipe(pipe) => pipe.push(Event::Head(metadata.cloned())).map_err(gone)?,
+            }
             self.started = true;
         }
         Ok(())
@@ -213,10 +258,15 @@ impl Responder {
             return self.send(payload).await;
         }
         self.send_headers(None)?;
-        let (head, tail) = encode_message(payload);
-        self.send.send_data(head, false)?;
-        if let Some(tail) = tail {
-            self.send.send_data(tail, false)?;
+        match &mut self.sink {
+            Sink::Stream(send) => {
+                let (head, tail) = encode_message(payload);
+                send.send_data(head, false)?;
+                if let Some(tail) = tail {
+                    send.send_data(tail, false)?;
+                }
+            }
+            Sink::Pipe(pipe) => pipe.push(Event::Message(payload)).map_err(gone)?,
         }
         Ok(())
     }
@@ -226,7 +276,18 @@ impl Responder {
     /// (and through it to the function's stream) instead of growing buffers.
     pub async fn send(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.send_headers(None)?;
-        let Responder { send, budget, stall, .. } = self;
+        let Responder { sink, budget, stall, .. } = self;
+        let send = match sink {
+            Sink::Stream(send) => send,
+            Sink::Pipe(pipe) => {
+                match stall {
+                    Some((deadlines, t)) => deadlines.within(*t, pipe.room()).await.map_err(|()| SendError::Stalled(*t))?,
+                    None => pipe.room().await,
+                }
+                .map_err(gone)?;
+                return Ok(pipe.push(Event::Message(payload)).map_err(gone)?);
+            }
+        };
         let mut waiting = Charge::new(budget);
         let (head, tail) = encode_message(payload);
         let left = head.len() + tail.as_ref().map_or(0, Bytes::len);
@@ -253,22 +314,36 @@ impl Responder {
     /// Ends the call with `status`: trailers after messages, or a
     /// trailers-only response.
     pub fn finish(mut self, status: &Status) {
-        let trailers = status.to_headers();
-        let _ = if self.started {
-            self.send.send_trailers(trailers)
-        } else {
-            self.send.send_head(&GRPC_HEAD, Some(&trailers), true)
-        };
+        match &mut self.sink {
+            Sink::Stream(send) => {
+                let trailers = status.to_headers();
+                let _ = if self.started { send.send_trailers(trailers) } else { send.send_head(&GRPC_HEAD, Some(&trailers), true) };
+            }
+            Sink::Pipe(pipe) => {
+                let _ = pipe.push(Event::End(status.clone()));
+            }
+        }
     }
 
     /// Resets the stream (RST_STREAM) instead of answering.
     pub fn reset(mut self, reason: http2::Reason) {
-        self.send.send_reset(reason);
+        match &mut self.sink {
+            Sink::Stream(send) => send.send_reset(reason),
+            Sink::Pipe(pipe) => {
+                let _ = pipe.push(Event::Reset(reason));
+            }
+        }
     }
 
-    /// Resolves when the client resets the stream.
+    /// Resolves when the client resets the stream (or its front goes).
     pub async fn reset_by_client(&mut self) -> http2::Reason {
-        poll_fn(|cx| self.send.poll_reset(cx)).await
+        match &mut self.sink {
+            Sink::Stream(send) => poll_fn(|cx| send.poll_reset(cx)).await,
+            Sink::Pipe(pipe) => {
+                pipe.gone().await;
+                Reason::CANCEL
+            }
+        }
     }
 }
 

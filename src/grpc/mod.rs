@@ -5,10 +5,11 @@
 mod body;
 pub mod budget;
 mod frame;
+pub mod pipe;
 mod status;
 mod timeout;
 
-pub use body::{wait_capacity, MessageReader, ReadError, Responder, SendError};
+pub use body::{wait_capacity, MessageReader, ReadError, RequestBody, Responder, SendError};
 pub use frame::{encode_message, encode_prost, Decoder, FrameError, HEADER_LEN};
 pub use status::{Code, Status};
 pub use timeout::parse_timeout;

@@ -1,11 +1,13 @@
 //! The public port: one SO_REUSEPORT listener per core, protocol detection
-//! on each connection (h2c gRPC, HTTP/1.1, or garbage), and the h2 server.
+//! on each connection (h2c, HTTP/1.1, or garbage), and the connection
+//! servers for both.
 //!
 //! Every connection is bounded in time before it is useful (preface, head,
 //! handshake) and in number (per core and for the process); connections
 //! beyond the limits get a clear refusal, and accept errors back off.
 
 mod h2conn;
+pub mod http;
 pub mod http1;
 mod sniff;
 
@@ -25,7 +27,9 @@ use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 pub use h2conn::{serve_h2, H2Options, Service};
-pub use sniff::{classify, sniff, Prefixed, Protocol};
+pub use http::{HttpRequest, HttpService, ResponseWriter};
+pub use http1::{serve_http1, Http1Limits};
+pub use sniff::{classify, sniff, Protocol};
 
 use crate::grpc::budget::Budget;
 use crate::runtime::Notify;
@@ -51,6 +55,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[derive(Clone)]
 pub struct Limits {
     pub h2: H2Options,
+    pub http1: Http1Limits,
     /// Bytes one connection may make the proxy hold beyond the windows.
     pub connection_buffer: usize,
     /// The core's budget, parent of every connection's.
@@ -119,7 +124,7 @@ impl RateLimited {
 }
 
 /// Accepts until `shutdown` fires, handing each connection to `service`.
-pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shutdown: Notify, connections: Connections, limits: Limits) {
+pub async fn accept_loop<S: Service + HttpService>(listener: TcpListener, service: Rc<S>, shutdown: Notify, connections: Connections, limits: Limits) {
     let refusing = Rc::new(Cell::new(0usize));
     let (mut accept_errors, mut refusals) = (RateLimited::new(), RateLimited::new());
     let mut backoff = BACKOFF_MIN;
@@ -145,10 +150,10 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
                     }
                     continue;
                 };
-                let (service, shutdown, h2) = (service.clone(), shutdown.clone(), limits.h2);
+                let (service, shutdown, h2, http1) = (service.clone(), shutdown.clone(), limits.h2, limits.http1);
                 let budget = Budget::new(limits.connection_buffer, Some(limits.core_buffer.clone()));
                 monoio::spawn(async move {
-                    handle(stream, peer, service, shutdown, h2, budget).await;
+                    handle(stream, peer, service, shutdown, h2, http1, budget).await;
                     drop(guard);
                 });
             }
@@ -165,14 +170,19 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, service: Rc<S>, shut
     }
 }
 
-async fn handle<S: Service>(mut stream: TcpStream, peer: SocketAddr, service: Rc<S>, shutdown: Notify, h2: H2Options, budget: Rc<Budget>) {
+async fn handle<S: Service + HttpService>(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: Rc<S>,
+    shutdown: Notify,
+    h2: H2Options,
+    http1: Http1Limits,
+    budget: Rc<Budget>,
+) {
     let _ = stream.set_nodelay(true);
     match crate::runtime::timeout(h2.handshake_timeout, sniff(&mut stream)).await {
         Ok(Ok((Protocol::H2, read))) => serve_h2(stream, read, service, shutdown, h2, budget).await,
-        Ok(Ok((Protocol::Http1, read))) => match stream.try_into_poll_io() {
-            Ok(io) => http1::answer_public(Prefixed::new(read.freeze(), io), h2.handshake_timeout).await,
-            Err((e, _)) => warn!(error = %e, "cannot poll connection"),
-        },
+        Ok(Ok((Protocol::Http1, read))) => serve_http1(stream, read, service, shutdown, http1, budget).await,
         Ok(Ok((Protocol::Unknown, _))) => debug!(%peer, "closing connection that speaks neither HTTP/2 nor HTTP/1.1"),
         Ok(Err(e)) => debug!(%peer, error = %e, "connection closed before its protocol was known"),
         Err(_) => debug!(%peer, "no preface or request line in time; closing"),
@@ -194,7 +204,9 @@ async fn refuse(mut stream: TcpStream) {
             frames.extend_from_slice(reason);
             frames
         }
-        Ok(Ok((Protocol::Http1, _))) => http1::response("503 Service Unavailable", "text/plain", b"connection limit reached\n"),
+        Ok(Ok((Protocol::Http1, _))) => {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 25\r\nconnection: close\r\n\r\nconnection limit reached\n".to_vec()
+        }
         _ => return,
     };
     let _ = monoio::time::timeout(REFUSE_SNIFF, stream.write_all(answer)).await;
