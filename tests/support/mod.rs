@@ -90,12 +90,18 @@ impl Proc {
 
     /// Waits for exit and returns the status code.
     pub fn must_exit(&mut self) -> i32 {
+        self.must_exit_within(PATIENCE)
+    }
+
+    /// [`Proc::must_exit`] for a process whose work takes longer than
+    /// [`PATIENCE`] (e.g. a browser run); `bound` is generous, never a threshold.
+    pub fn must_exit_within(&mut self, bound: Duration) -> i32 {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(start.elapsed() < PATIENCE, "process did not exit; log:\n{}", self.log());
+            assert!(start.elapsed() < bound, "process did not exit; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
