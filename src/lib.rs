@@ -12,7 +12,10 @@
 //! # Request lifecycle
 //!
 //! ```text
-//! client ─h2─► server (SO_REUSEPORT listener of core N, protocol sniffing)
+//! client ─► server (SO_REUSEPORT listener of core N, TLS, protocol
+//!            sniffing; HTTP/2 or HTTP/1.1)
+//!        ─► front (gRPC as is; gRPC-Web and HTTP/JSON translated to one
+//!           call, replies read back through an in-process pipe)
 //!        ─► dispatch (route by path, deadline, metrics)
 //!        ─► entity::action (wrap bytes as Any, call ActionProtocol on
 //!           core N's user-function pool)
@@ -28,7 +31,8 @@
 //! - [`config`]: flags, environment, config file.
 //! - [`runtime`]: executors, pinning, drivers, the shutdown notifier.
 //! - [`worker`]: one core's state and its control messages.
-//! - [`server`]: listeners, protocol detection, HTTP/2 connections and minimal HTTP/1.1.
+//! - [`server`]: listeners, TLS, protocol detection, HTTP/2 and HTTP/1.1 connections.
+//! - [`front`]: the protocols of the public port (gRPC, gRPC-Web, HTTP/JSON), CORS.
 //! - [`http2`]: our HTTP/2 (both roles), HPACK.
 //! - [`grpc`]: framing, status, message streams (both directions).
 //! - [`dispatch`]: the public port's per-call lifecycle.

@@ -74,7 +74,7 @@ impl RequestError {
 
 /// How a request's body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub enum Framing {
     Length(usize),
     Chunked,
 }
@@ -82,13 +82,13 @@ enum Framing {
 /// A parsed head: the request as the fronts see it (body still to read),
 /// and what the connection needs to know about it.
 #[derive(Debug)]
-struct Parsed {
-    head: Headers,
-    framing: Framing,
-    keep_alive: bool,
-    expect_continue: bool,
+pub struct Parsed {
+    pub head: Headers,
+    pub framing: Framing,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
     /// Bytes of the buffer the head took.
-    len: usize,
+    pub len: usize,
 }
 
 /// Fields that describe this connection or this hop, not the request.
@@ -99,7 +99,7 @@ fn connection_specific(name: &str) -> bool {
 }
 
 /// Parses a head from the start of `buf`; `Ok(None)` when incomplete.
-fn parse_head(buf: &[u8], limits: &Http1Limits) -> Result<Option<Parsed>, RequestError> {
+pub fn parse_head(buf: &[u8], limits: &Http1Limits) -> Result<Option<Parsed>, RequestError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let len = match req.parse(buf) {
@@ -194,7 +194,7 @@ fn trim(v: &[u8]) -> &[u8] {
 
 /// Decodes a chunked body from the start of `buf`: `Ok(Some((body, used)))`
 /// once the last chunk and trailer section are in, `Ok(None)` for more.
-fn parse_chunked(buf: &[u8], limits: &Http1Limits) -> Result<Option<(BytesMut, usize)>, RequestError> {
+pub fn parse_chunked(buf: &[u8], limits: &Http1Limits) -> Result<Option<(BytesMut, usize)>, RequestError> {
     let mut body = BytesMut::new();
     let mut at = 0;
     loop {
