@@ -23,6 +23,7 @@ use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::userfn::{CallResponse, Pool, Target};
 
 pub mod interceptor;
+pub mod postgres;
 
 /// Upper bound for anything a test waits for; generous, never a threshold.
 pub const PATIENCE: Duration = Duration::from_secs(20);
