@@ -151,7 +151,8 @@ fn open_store(config: &Config, workers: usize) -> Result<(Vec<store::Lanes>, sto
         }
     };
     let entity_store = store::EntityStore::open(backend, guard).map_err(|e| format!("reading the store: {e}"))?;
-    info!(store = ?config.store, dir = %config.data_dir.display(), durability = ?config.durability, "entity store open");
+    let dir = (config.store == StoreKind::Rocksdb).then(|| config.data_dir.display().to_string());
+    info!(store = ?config.store, dir, durability = ?config.durability, "entity store open");
     store::spawn_threads(Arc::new(entity_store), workers, config.durability == Durability::Sync)
         .map_err(|e| format!("starting storage threads: {e}"))
 }

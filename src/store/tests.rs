@@ -12,7 +12,8 @@ use test_postgres::Postgres;
 enum Backing {
     Nothing,
     Dir(std::path::PathBuf),
-    Server(Postgres),
+    /// Stopped and removed when dropped.
+    Server { _server: Postgres },
 }
 
 impl Drop for Backing {
@@ -40,19 +41,22 @@ fn stores() -> Vec<(&'static str, EntityStore, Backing)> {
     vec![
         ("memory", EntityStore::open(Box::new(MemoryStore::default()), None).unwrap(), Backing::Nothing),
         ("rocksdb", EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap(), Backing::Dir(dir)),
-        ("postgres", postgres(&pg), Backing::Server(pg)),
+        ("postgres", postgres(&pg), Backing::Server { _server: pg }),
     ]
 }
 
+/// Opens one backend's store (again).
+type Open = Box<dyn Fn() -> EntityStore>;
+
 /// The durable backends, as a way to open each one again.
-fn reopenable() -> Vec<(&'static str, Box<dyn Fn() -> EntityStore>, Backing)> {
+fn reopenable() -> Vec<(&'static str, Open, Backing)> {
     let dir = temp_dir("reopen");
     let pg = Postgres::start();
     let url = pg.url();
     let rocks = dir.clone();
     vec![
         ("rocksdb", Box::new(move || EntityStore::open(Box::new(RocksStore::open(&rocks).unwrap()), None).unwrap()), Backing::Dir(dir)),
-        ("postgres", Box::new(move || EntityStore::open(Box::new(PostgresStore::open(&url).unwrap()), None).unwrap()), Backing::Server(pg)),
+        ("postgres", Box::new(move || EntityStore::open(Box::new(PostgresStore::open(&url).unwrap()), None).unwrap()), Backing::Server { _server: pg }),
     ]
 }
 

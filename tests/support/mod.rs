@@ -22,6 +22,7 @@ use massa::grpc::{encode_prost, Status};
 use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::userfn::{CallResponse, Pool, Target};
 
+pub mod cart;
 pub mod interceptor;
 pub mod postgres;
 
