@@ -144,9 +144,15 @@ fn open_store(config: &Config, workers: usize) -> Result<(Vec<store::Lanes>, sto
             let guard = store::SpaceGuard { dir: config.data_dir.clone(), reserve: config.min_free_disk as u64 };
             (Box::new(store::RocksStore::open(&config.data_dir).map_err(|e| e.to_string())?) as _, Some(guard))
         }
+        // The server watches its own disk.
+        StoreKind::Postgres => {
+            let url = config.postgres_url.as_deref().ok_or("--store postgres needs --postgres-url (or MASSA_POSTGRES_URL)")?;
+            (Box::new(store::PostgresStore::open(url).map_err(|e| e.to_string())?) as _, None)
+        }
     };
     let entity_store = store::EntityStore::open(backend, guard).map_err(|e| format!("reading the store: {e}"))?;
-    info!(store = ?config.store, dir = %config.data_dir.display(), durability = ?config.durability, "entity store open");
+    let dir = (config.store == StoreKind::Rocksdb).then(|| config.data_dir.display().to_string());
+    info!(store = ?config.store, dir, durability = ?config.durability, "entity store open");
     store::spawn_threads(Arc::new(entity_store), workers, config.durability == Durability::Sync)
         .map_err(|e| format!("starting storage threads: {e}"))
 }

@@ -47,6 +47,8 @@ pub enum StoreKind {
     Rocksdb,
     /// In memory; lost at exit.
     Memory,
+    /// A PostgreSQL database at `--postgres-url`.
+    Postgres,
 }
 
 /// When a write counts as done.
@@ -125,6 +127,11 @@ pub struct Config {
     /// Where entity state lives.
     #[arg(long, env = "MASSA_STORE", value_enum, default_value_t = StoreKind::Rocksdb)]
     pub store: StoreKind,
+
+    /// The database of `--store postgres`: a `postgresql://user@host:port/db`
+    /// URL or `host=... dbname=...` pairs (plaintext; no TLS yet).
+    #[arg(long, env = "MASSA_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
 
     /// RocksDB data directory.
     #[arg(long, env = "MASSA_DATA_DIR", default_value = "./massa-data")]

@@ -6,32 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use massa::grpc::{encode_prost, Code, Status};
-use massa::proto::com::example::shoppingcart::{AddLineItem, Cart, GetShoppingCart, RemoveLineItem};
+use massa::grpc::{encode_prost, Code};
+use massa::proto::com::example::shoppingcart::{Cart, GetShoppingCart, RemoveLineItem};
 use massa::proto::example::echo::EchoRequest;
 use prost::Message;
-use support::*;
-
-const CART: &str = "com.example.shoppingcart.ShoppingCart";
-const VALUE_CART: &str = "com.example.valueentity.shoppingcart.ShoppingCart";
-
-async fn unary(c: &Client, service: &str, method: &str, request: &impl Message) -> Result<Vec<u8>, Status> {
-    let (_, msgs, status) = c.call(&format!("/{service}/{method}"), None, vec![encode_prost(request)]).await;
-    status?;
-    Ok(msgs.into_iter().next().map(|m| m.to_vec()).unwrap_or_default())
-}
-
-async fn add(c: &Client, service: &str, user: &str, product: &str, quantity: i32, name: &str) -> Result<(), Status> {
-    let req = AddLineItem { user_id: user.into(), product_id: product.into(), name: name.into(), quantity };
-    unary(c, service, "AddItem", &req).await.map(drop)
-}
-
-/// The cart as `product x quantity` strings.
-async fn cart(c: &Client, service: &str, user: &str) -> Result<Vec<String>, Status> {
-    let bytes = unary(c, service, "GetCart", &GetShoppingCart { user_id: user.into() }).await?;
-    let cart = Cart::decode(bytes.as_slice()).unwrap();
-    Ok(cart.items.iter().map(|i| format!("{} x{}", i.product_id, i.quantity)).collect())
-}
+use support::{cart::*, *};
 
 /// Waits until the function's log contains `needle` (from inside a run).
 async fn logged(f: &Proc, needle: &str) {

@@ -193,8 +193,8 @@ impl EntityStore {
                 Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } => {
                     for (i, event) in events.iter().enumerate() {
                         let seq = first_sequence + i as u64;
-                        ops.push(Op::Put(keys::event(pid, eid, seq), event.to_vec()));
-                        ops.push(Op::Put(keys::tag(pid, offset), keys::tag_value(eid, seq, appended_us)));
+                        ops.push(Op::Insert(keys::event(pid, eid, seq), event.to_vec()));
+                        ops.push(Op::Insert(keys::tag(pid, offset), keys::tag_value(eid, seq, appended_us)));
                         offset += 1;
                     }
                 }
@@ -223,7 +223,7 @@ impl EntityStore {
         }
         if let Some(guard) = &self.guard {
             let incoming = ops.iter().map(|op| match op {
-                Op::Put(k, v) => k.len() + v.len(),
+                Op::Put(k, v) | Op::Insert(k, v) => k.len() + v.len(),
                 Op::Delete(k) => k.len(),
             });
             guard.check(incoming.sum::<usize>() as u64)?;

@@ -225,9 +225,14 @@ fn gone() -> Status {
     Status::new(Code::Unavailable, "storage thread stopped")
 }
 
-/// Corrupt data is `DATA_LOSS` (retrying will not help); anything else is
-/// the storage being unavailable.
+/// Corrupt data is `DATA_LOSS` (retrying will not help); a journal entry
+/// another writer got to first is `ABORTED` (the entity must reload);
+/// anything else is the storage being unavailable.
 fn failed(what: &str, e: &io::Error) -> Status {
-    let code = if e.kind() == io::ErrorKind::InvalidData { Code::DataLoss } else { Code::Unavailable };
+    let code = match e.kind() {
+        io::ErrorKind::InvalidData => Code::DataLoss,
+        io::ErrorKind::AlreadyExists => Code::Aborted,
+        _ => Code::Unavailable,
+    };
     Status::new(code, format!("storage failed {what}: {e}"))
 }

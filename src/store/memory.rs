@@ -1,9 +1,14 @@
 //! The in-memory [`Store`] (`--store memory`): same layout and semantics as
 //! RocksDB, gone at exit. The ceiling for storage-bound benchmarks.
 
-use std::{collections::BTreeMap, io, ops::Bound, sync::Mutex};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    ops::Bound,
+    sync::Mutex,
+};
 
-use super::{Op, Store};
+use super::{already_written, Op, Store};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -27,9 +32,29 @@ impl Store for MemoryStore {
 
     fn commit(&self, ops: Vec<Op>, _sync: bool) -> io::Result<()> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Whether each key the batch touches exists after its earlier ops:
+        // an insert is checked before anything is applied (all or nothing).
+        let mut present: HashMap<&[u8], bool> = HashMap::new();
+        for op in &ops {
+            match op {
+                Op::Insert(k, _) => {
+                    if present.get(k.as_slice()).copied().unwrap_or_else(|| map.contains_key(k)) {
+                        return Err(already_written("the memory store", &format!("key {:?}", String::from_utf8_lossy(k))));
+                    }
+                    present.insert(k, true);
+                }
+                Op::Put(k, _) => {
+                    present.insert(k, true);
+                }
+                Op::Delete(k) => {
+                    present.insert(k, false);
+                }
+            }
+        }
+        drop(present);
         for op in ops {
             match op {
-                Op::Put(k, v) => map.insert(k, v),
+                Op::Put(k, v) | Op::Insert(k, v) => map.insert(k, v),
                 Op::Delete(k) => map.remove(&k),
             };
         }

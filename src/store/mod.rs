@@ -17,6 +17,7 @@ mod entity_store;
 mod handle;
 mod memory;
 mod migrate;
+mod postgres;
 mod rocks;
 
 use std::io;
@@ -26,6 +27,7 @@ use bytes::Bytes;
 pub use entity_store::{EntityStore, SpaceGuard};
 pub use handle::{spawn_threads, Lanes, StorageThreads, StoreHandle};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use rocks::RocksStore;
 
 /// An event-sourced entity's state as stored: the latest snapshot and the
@@ -75,11 +77,25 @@ pub struct CrdtRecords {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Put(Vec<u8>, Vec<u8>),
+    /// A write-once entry (an event, a tag-log entry): the batch fails with
+    /// [`io::ErrorKind::AlreadyExists`] if the key exists, so a second
+    /// writer can never fork a journal. RocksDB writes it as a `Put`: its
+    /// directory lock makes this process the only writer, and one core the
+    /// only writer of each entity.
+    Insert(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
 }
 
-/// An ordered key-value store with atomic batches: what RocksDB and the
-/// in-memory store provide. Blocking; called from storage threads only.
+/// The error of a batch whose [`Op::Insert`] found its key taken.
+fn already_written(engine: &str, detail: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{engine} refused the batch: an event or tag-log entry it writes was already written by another writer ({detail})"),
+    )
+}
+
+/// An ordered key-value store with atomic batches: what RocksDB, PostgreSQL
+/// and the in-memory store provide. Blocking; called from storage threads only.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
     /// Up to `limit` entries with keys `>= start` that begin with `prefix`.

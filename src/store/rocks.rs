@@ -45,7 +45,7 @@ impl Store for RocksStore {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
-                Op::Put(k, v) => batch.put(k, v),
+                Op::Put(k, v) | Op::Insert(k, v) => batch.put(k, v),
                 Op::Delete(k) => batch.delete(k),
             }
         }

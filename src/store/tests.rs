@@ -2,12 +2,61 @@ use bytes::Bytes;
 
 use super::*;
 
-fn stores() -> Vec<(&'static str, EntityStore, Option<std::path::PathBuf>)> {
-    let dir = std::env::temp_dir().join(format!("massa-store-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+/// The tests' PostgreSQL server, shared with the integration tests.
+#[path = "../../tests/support/postgres.rs"]
+mod test_postgres;
+
+use test_postgres::Postgres;
+
+/// What a test store lives on, gone when dropped.
+enum Backing {
+    Nothing,
+    Dir(std::path::PathBuf),
+    /// Stopped and removed when dropped.
+    Server { _server: Postgres },
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Backing::Dir(dir) = self {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("massa-store-{tag}-{}-{:?}", std::process::id(), std::thread::current().id()));
     let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn postgres(pg: &Postgres) -> EntityStore {
+    EntityStore::open(Box::new(PostgresStore::open(&pg.url()).unwrap()), None).unwrap()
+}
+
+/// Every backend, each fresh.
+fn stores() -> Vec<(&'static str, EntityStore, Backing)> {
+    let dir = temp_dir("test");
+    let pg = Postgres::start();
     vec![
-        ("memory", EntityStore::open(Box::new(MemoryStore::default()), None).unwrap(), None),
-        ("rocksdb", EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap(), Some(dir)),
+        ("memory", EntityStore::open(Box::new(MemoryStore::default()), None).unwrap(), Backing::Nothing),
+        ("rocksdb", EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap(), Backing::Dir(dir)),
+        ("postgres", postgres(&pg), Backing::Server { _server: pg }),
+    ]
+}
+
+/// Opens one backend's store (again).
+type Open = Box<dyn Fn() -> EntityStore>;
+
+/// The durable backends, as a way to open each one again.
+fn reopenable() -> Vec<(&'static str, Open, Backing)> {
+    let dir = temp_dir("reopen");
+    let pg = Postgres::start();
+    let url = pg.url();
+    let rocks = dir.clone();
+    vec![
+        ("rocksdb", Box::new(move || EntityStore::open(Box::new(RocksStore::open(&rocks).unwrap()), None).unwrap()), Backing::Dir(dir)),
+        ("postgres", Box::new(move || EntityStore::open(Box::new(PostgresStore::open(&url).unwrap()), None).unwrap()), Backing::Server { _server: pg }),
     ]
 }
 
@@ -22,7 +71,7 @@ fn events(pid: &str, eid: &str, first: u64, n: usize) -> Write {
 
 #[test]
 fn journal_reads_back_snapshot_then_later_events() {
-    for (name, store, dir) in stores() {
+    for (name, store, _backing) in stores() {
         store.write(0, &[events("cart", "a", 1, 3), events("cart", "ab", 1, 1)], true).unwrap();
         let j = store.read_journal("cart", "a").unwrap();
         assert_eq!(j.snapshot, None, "{name}");
@@ -43,42 +92,35 @@ fn journal_reads_back_snapshot_then_later_events() {
         assert_eq!(j.events, vec![(6, Bytes::from("a-6"))], "{name}");
         assert_eq!(j.last_sequence(), 6);
         assert_eq!(store.read_journal("cart", "nobody").unwrap(), Journal::default(), "{name}");
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
 #[test]
 fn values_put_and_delete() {
-    for (name, store, dir) in stores() {
+    for (name, store, _backing) in stores() {
         assert_eq!(store.read_value("v", "x").unwrap(), None, "{name}");
         store.write(0, &[Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "1".into() }], true).unwrap();
         assert_eq!(store.read_value("v", "x").unwrap(), Some(Bytes::from("1")), "{name}");
         store.write(0, &[Write::DeleteValue { persistence_id: "v".into(), entity_id: "x".into() }], true).unwrap();
         assert_eq!(store.read_value("v", "x").unwrap(), None, "{name}");
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
 #[test]
 fn tag_log_orders_events_by_global_offset_and_survives_reopen() {
-    let dir = std::env::temp_dir().join(format!("massa-store-tags-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    {
-        let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap();
-        store.write(0, &[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
-        store.write(0, &[events("cart", "b", 1, 1)], true).unwrap();
+    for (name, open, _backing) in reopenable() {
+        {
+            let store = open();
+            store.write(0, &[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
+            store.write(0, &[events("cart", "b", 1, 1)], true).unwrap();
+        }
+        let store = open();
+        store.write(0, &[events("cart", "a", 3, 1)], true).unwrap();
+        let log = store.events_by_tag("cart", 0, 100).unwrap();
+        let seen: Vec<_> = log.iter().map(|e| (e.offset, e.entity_id.as_str(), e.sequence)).collect();
+        assert_eq!(seen, [(1, "a", 1), (2, "a", 2), (4, "b", 1), (5, "a", 3)], "{name}");
+        assert_eq!(store.events_by_tag("cart", 4, 1).unwrap()[0].event, Bytes::from("b-1"), "{name}");
     }
-    let store = EntityStore::open(Box::new(RocksStore::open(&dir).unwrap()), None).unwrap();
-    store.write(0, &[events("cart", "a", 3, 1)], true).unwrap();
-    let log = store.events_by_tag("cart", 0, 100).unwrap();
-    let seen: Vec<_> = log.iter().map(|e| (e.offset, e.entity_id.as_str(), e.sequence)).collect();
-    assert_eq!(seen, [(1, "a", 1), (2, "a", 2), (4, "b", 1), (5, "a", 3)]);
-    assert_eq!(store.events_by_tag("cart", 4, 1).unwrap()[0].event, Bytes::from("b-1"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -94,7 +136,7 @@ fn the_space_guard_refuses_writes_below_the_reserve() {
 
 #[test]
 fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
-    for (name, store, dir) in stores() {
+    for (name, store, _backing) in stores() {
         let watch = store.watch_tags();
         let offset = |pid: &str, group: &str, offset| Write::ConsumerOffset { persistence_id: pid.into(), group: group.into(), offset };
         assert_eq!(store.consumer_offset("cart", "g").unwrap(), 0, "{name}: nothing processed yet");
@@ -108,15 +150,12 @@ fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
         assert_eq!(store.count_tagged("cart", 0, 100).unwrap(), 3, "{name}: offsets 4 and 5 are `other`'s");
         assert_eq!(store.count_tagged("cart", 2, 100).unwrap(), 1, "{name}");
         assert_eq!(store.count_tagged("cart", 0, 2).unwrap(), 2, "{name}: capped");
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
 #[test]
 fn crdt_states_overwrite_and_keep_their_tombstone() {
-    for (name, store, dir) in stores() {
+    for (name, store, _backing) in stores() {
         let put = |eid: &str, bytes: &'static [u8], folded| Write::CrdtState {
             persistence_id: "c".into(),
             entity_id: eid.into(),
@@ -146,10 +185,6 @@ fn crdt_states_overwrite_and_keep_their_tombstone() {
         assert_eq!(store.read_crdt("c", "ab").unwrap().deltas, [Bytes::from("x")], "{name}");
         assert_eq!(state("ab").as_deref(), Some(&b"other"[..]), "{name}");
         assert_eq!(store.read_value("c", "a").unwrap(), None, "{name}: not a value entity's key");
-        drop(store);
-        if let Some(dir) = dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
@@ -177,4 +212,63 @@ fn tagged_events_carry_their_append_time_and_old_entries_none() {
         assert!((before..=after).contains(&t), "{t} outside {before}..={after}");
     }
     assert_eq!(log[1].appended_us, log[2].appended_us, "one batch, one time");
+}
+
+#[test]
+fn a_second_writer_of_an_event_fails_its_whole_batch_and_forks_nothing() {
+    let value = |v: &'static str| Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: v.into() };
+    let pg = Postgres::start();
+    let first = postgres(&pg);
+    first.write(0, &[events("cart", "a", 1, 2)], true).unwrap();
+    // Opened after that commit, so its tag-log offsets start past the
+    // first writer's: only the event's key can collide. (Writers sharing a
+    // database concurrently need offsets allocated by it: not yet.)
+    let second = postgres(&pg);
+    let mut forked = events("cart", "a", 2, 1);
+    if let Write::Events { events, .. } = &mut forked {
+        events[0] = Bytes::from("forked-2");
+    }
+    let err = second.write(0, &[value("lost"), forked], true).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    for store in [&first, &second] {
+        let journal = store.read_journal("cart", "a").unwrap();
+        assert_eq!(journal.events, [(1, Bytes::from("a-1")), (2, Bytes::from("a-2"))], "the first writer's journal, untouched");
+        assert_eq!(store.read_value("v", "x").unwrap(), None, "nothing of the failed batch applied");
+    }
+    second.write(0, &[events("cart", "a", 3, 1)], true).unwrap();
+    assert_eq!(first.read_journal("cart", "a").unwrap().last_sequence(), 3, "the next sequence is free for either");
+
+    // The memory store keeps the same rule within its one process.
+    let memory = EntityStore::open(Box::new(MemoryStore::default()), None).unwrap();
+    memory.write(0, &[events("cart", "a", 1, 1)], true).unwrap();
+    let err = memory.write(0, &[value("lost"), events("cart", "a", 1, 1)], true).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    assert_eq!(memory.read_value("v", "x").unwrap(), None, "memory: all or nothing");
+}
+
+#[test]
+fn the_postgres_schema_is_versioned_and_a_newer_one_is_refused() {
+    let pg = Postgres::start();
+    let versions = |client: &mut ::postgres::Client| -> Vec<i32> {
+        client.query("SELECT version FROM massa_schema ORDER BY version", &[]).unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    drop(PostgresStore::open(&pg.url()).unwrap());
+    drop(PostgresStore::open(&pg.url()).unwrap());
+    let mut client = ::postgres::Client::connect(&pg.url(), ::postgres::NoTls).unwrap();
+    assert_eq!(versions(&mut client), [1], "created once, then found");
+    client.execute("INSERT INTO massa_schema (version) VALUES (99)", &[]).unwrap();
+    let err = PostgresStore::open(&pg.url()).err().expect("a newer schema is refused");
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn an_unreachable_postgres_is_named_in_the_error() {
+    let mut pg = Postgres::start();
+    let url = pg.url();
+    pg.stop();
+    let err = PostgresStore::open(&url).err().expect("nothing listens");
+    let text = err.to_string();
+    assert!(text.contains("PostgreSQL at 127.0.0.1:") && text.contains("connecting failed"), "{text}");
 }

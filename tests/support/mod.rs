@@ -22,7 +22,9 @@ use massa::grpc::{encode_prost, Status};
 use massa::proto::example::echo::{EchoReply, EchoRequest};
 use massa::userfn::{CallResponse, Pool, Target};
 
+pub mod cart;
 pub mod interceptor;
+pub mod postgres;
 
 /// Upper bound for anything a test waits for; generous, never a threshold.
 pub const PATIENCE: Duration = Duration::from_secs(20);

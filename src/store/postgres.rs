@@ -1,0 +1,408 @@
+//! The PostgreSQL [`Store`] (`--store postgres --postgres-url URL`): the
+//! key layout of [`super::keys`] in one table, `massa_kv (key bytea PRIMARY
+//! KEY, value bytea)`. `bytea` sorts bytewise, so a prefix scan is an index
+//! range scan, and every key — an event's is `(persistence id, entity id,
+//! sequence)` — is the primary key of its row: [`Op::Insert`] is a plain
+//! INSERT, so a second writer of the same event fails its whole batch
+//! instead of forking the journal.
+//!
+//! Blocking like every [`Store`]: it runs on the storage threads, each call
+//! on a pooled connection that the `postgres` crate drives with a
+//! current-thread tokio runtime of its own, on the calling thread. No
+//! executor ever waits on the server. One batch is one transaction, durable
+//! when COMMIT returns (`synchronous_commit` off for `--durability async`).
+//!
+//! When the server goes away, calls fail with an error naming PostgreSQL
+//! and its address, and later calls reconnect. Failed connects back off
+//! (doubling up to [`MAX_BACKOFF`]) and calls in between fail at once, so a
+//! down server does not cost every command a connect timeout.
+
+use std::{
+    error::Error as _,
+    fmt::Write as _,
+    io,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use postgres::{config::Host, error::SqlState, Client, NoTls, Statement, Transaction};
+use tracing::{info, warn};
+
+use super::{already_written, Op, Store};
+
+/// Schema migrations in order: version `n` is `MIGRATIONS[n - 1]`. Applied
+/// at start in one transaction under an advisory lock, each recorded in
+/// `massa_schema`, so concurrent starts agree and a newer schema is refused.
+const MIGRATIONS: &[&str] = &["CREATE TABLE massa_kv (key bytea PRIMARY KEY, value bytea NOT NULL)"];
+
+/// The advisory lock that serialises schema migrations ("massa" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d_61_73_73_61;
+
+/// Used when the URL sets no `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct PostgresStore {
+    config: postgres::Config,
+    /// Where the server is, for errors and logs (no credentials).
+    target: String,
+    idle: Mutex<Vec<Conn>>,
+    backoff: Mutex<Backoff>,
+}
+
+/// A connection with its prepared statements.
+struct Conn {
+    client: Client,
+    sql: Statements,
+}
+
+struct Statements {
+    get: Statement,
+    /// Keys in `[$1, $2)`, at most `$3`.
+    scan_to: Statement,
+    /// Keys from `$1` on, at most `$2` (a prefix with no upper bound).
+    scan_from: Statement,
+    insert: Statement,
+    upsert: Statement,
+    delete: Statement,
+}
+
+/// The state of reconnecting after a failed connect.
+#[derive(Default)]
+struct Backoff {
+    delay: Duration,
+    /// No connect is tried before this.
+    until: Option<Instant>,
+    last_error: String,
+}
+
+/// A failed call, and whether it is known to have changed nothing (then it
+/// may run again on a fresh connection).
+struct Failure {
+    error: postgres::Error,
+    retry_safe: bool,
+}
+
+impl Failure {
+    fn retry_safe(error: postgres::Error) -> Failure {
+        Failure { error, retry_safe: true }
+    }
+
+    fn final_(error: postgres::Error) -> Failure {
+        Failure { error, retry_safe: false }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgresql://` URL or `key=value` pairs),
+    /// creates or migrates the schema, and keeps that connection.
+    pub fn open(url: &str) -> io::Result<PostgresStore> {
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--postgres-url: {}", describe_error(&e))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("massa");
+        }
+        let target = describe(&config);
+        let store = PostgresStore { config, target, idle: Mutex::default(), backoff: Mutex::default() };
+        let mut client = store.config.connect(NoTls).map_err(|e| store.error("connecting", &e))?;
+        store.migrate(&mut client)?;
+        let conn = Conn::prepare(client).map_err(|e| store.error("preparing statements", &e))?;
+        store.idle().push(conn);
+        info!(server = %store.target, schema = MIGRATIONS.len(), "PostgreSQL store open");
+        Ok(store)
+    }
+
+    fn migrate(&self, client: &mut Client) -> io::Result<()> {
+        let run = |client: &mut Client| -> Result<Result<(), String>, postgres::Error> {
+            let mut tx = client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS massa_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )?;
+            let current: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM massa_schema", &[])?.get(0);
+            let known = MIGRATIONS.len();
+            let current = usize::try_from(current).unwrap_or(0);
+            if current > known {
+                return Ok(Err(format!(
+                    "the database has Massa schema version {current}; this build knows versions up to {known}. \
+                     Run the Massa release that wrote it, or point --postgres-url at another database"
+                )));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+                let version = i32::try_from(i + 1).expect("few migrations");
+                tx.batch_execute(sql)?;
+                tx.execute("INSERT INTO massa_schema (version) VALUES ($1)", &[&version])?;
+                info!(version, "PostgreSQL schema migrated");
+            }
+            tx.commit()?;
+            Ok(Ok(()))
+        };
+        match run(client) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(refusal)) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("PostgreSQL at {}: {refusal}", self.target))),
+            Err(e) => Err(self.error("creating the schema", &e)),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new connection, unless a recent connect failed and its backoff has
+    /// not run out.
+    fn connect(&self) -> io::Result<Conn> {
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = backoff.until.filter(|&u| Instant::now() < u) {
+            return Err(io::Error::other(format!(
+                "PostgreSQL at {} is unreachable ({}); next connection attempt in {} ms",
+                self.target,
+                backoff.last_error,
+                until.saturating_duration_since(Instant::now()).as_millis()
+            )));
+        }
+        // Connects one at a time: threads arriving meanwhile wait for this
+        // attempt's outcome instead of piling onto a down server.
+        match self.config.connect(NoTls).and_then(Conn::prepare) {
+            Ok(conn) => {
+                if backoff.until.take().is_some() {
+                    info!(server = %self.target, "reconnected to PostgreSQL");
+                }
+                backoff.delay = Duration::ZERO;
+                Ok(conn)
+            }
+            Err(e) => {
+                backoff.delay = (backoff.delay * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                backoff.until = Some(Instant::now() + backoff.delay);
+                backoff.last_error = describe_error(&e);
+                warn!(server = %self.target, error = %backoff.last_error, retry_in_ms = backoff.delay.as_millis() as u64, "cannot connect to PostgreSQL");
+                Err(self.error("connecting", &e))
+            }
+        }
+    }
+
+    /// Runs `call` on an idle connection, or a new one. A pooled connection
+    /// found closed (the server restarted since it was used) means the
+    /// others are too: they are dropped and `call` runs once more on a new
+    /// connection if it changed nothing.
+    fn run<T>(&self, what: &str, mut call: impl FnMut(&mut Conn) -> Result<T, Failure>) -> io::Result<T> {
+        let pooled = self.idle().pop();
+        let fresh = pooled.is_none();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let mut result = call(&mut conn);
+        if !fresh && conn.client.is_closed() {
+            self.idle().clear();
+            if matches!(&result, Err(f) if f.retry_safe) {
+                conn = self.connect()?;
+                result = call(&mut conn);
+            }
+        }
+        if !conn.client.is_closed() {
+            self.idle().push(conn);
+        }
+        result.map_err(|f| self.error(what, &f.error))
+    }
+
+    fn error(&self, what: &str, e: &postgres::Error) -> io::Error {
+        if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            return already_written("PostgreSQL", &format!("at {}", self.target));
+        }
+        io::Error::other(format!("PostgreSQL at {}: {what} failed: {}", self.target, describe_error(e)))
+    }
+}
+
+impl Conn {
+    fn prepare(mut client: Client) -> Result<Conn, postgres::Error> {
+        let mut prepare = |sql: &str| client.prepare(sql);
+        let sql = Statements {
+            get: prepare("SELECT value FROM massa_kv WHERE key = $1")?,
+            scan_to: prepare("SELECT key, value FROM massa_kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3")?,
+            scan_from: prepare("SELECT key, value FROM massa_kv WHERE key >= $1 ORDER BY key LIMIT $2")?,
+            insert: prepare("INSERT INTO massa_kv (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[])")?,
+            upsert: prepare(
+                "INSERT INTO massa_kv (key, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?,
+            delete: prepare("DELETE FROM massa_kv WHERE key = ANY($1::bytea[])")?,
+        };
+        Ok(Conn { client, sql })
+    }
+}
+
+impl Store for PostgresStore {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        self.run("reading", |c| {
+            let row = c.client.query_opt(&c.sql.get, &[&key]).map_err(Failure::retry_safe)?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let from = start.max(prefix);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let upper = successor(prefix);
+        self.run("scanning", |c| {
+            let rows = match &upper {
+                Some(to) => c.client.query(&c.sql.scan_to, &[&from, to, &limit]),
+                None => c.client.query(&c.sql.scan_from, &[&from, &limit]),
+            };
+            Ok(rows.map_err(Failure::retry_safe)?.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn commit(&self, ops: Vec<Op>, sync: bool) -> io::Result<()> {
+        let runs = runs(&ops);
+        self.run("committing a batch", |c| {
+            let mut tx = c.client.transaction().map_err(Failure::retry_safe)?;
+            if !sync {
+                tx.batch_execute("SET LOCAL synchronous_commit TO off").map_err(Failure::retry_safe)?;
+            }
+            apply(&mut tx, &c.sql, &runs).map_err(Failure::final_)?;
+            tx.commit().map_err(Failure::final_)
+        })
+    }
+}
+
+/// The statements of one batch inside its transaction (everything a batch
+/// writes goes through here, before COMMIT).
+fn apply(tx: &mut Transaction<'_>, sql: &Statements, runs: &[Run<'_>]) -> Result<(), postgres::Error> {
+    for run in runs {
+        match run {
+            Run::Insert(keys, values) => tx.execute(&sql.insert, &[keys, values])?,
+            Run::Put(keys, values) => tx.execute(&sql.upsert, &[keys, values])?,
+            Run::Delete(keys) => tx.execute(&sql.delete, &[keys])?,
+        };
+    }
+    Ok(())
+}
+
+/// Consecutive ops of one kind, one statement each; in order, so a batch
+/// means what it means to RocksDB (a delete then a put of a key leaves it).
+#[derive(Debug, PartialEq)]
+enum Run<'a> {
+    Insert(Vec<&'a [u8]>, Vec<&'a [u8]>),
+    Put(Vec<&'a [u8]>, Vec<&'a [u8]>),
+    Delete(Vec<&'a [u8]>),
+}
+
+/// Groups `ops` into [`Run`]s. A put of a key already in the current put
+/// run starts a new one: one upsert statement cannot update a row twice.
+fn runs(ops: &[Op]) -> Vec<Run<'_>> {
+    let mut runs: Vec<Run<'_>> = Vec::new();
+    for op in ops {
+        match (op, runs.last_mut()) {
+            (Op::Insert(k, v), Some(Run::Insert(keys, values))) => {
+                keys.push(k);
+                values.push(v);
+            }
+            (Op::Put(k, v), Some(Run::Put(keys, values))) if !keys.contains(&k.as_slice()) => {
+                keys.push(k);
+                values.push(v);
+            }
+            (Op::Delete(k), Some(Run::Delete(keys))) => keys.push(k),
+            (Op::Insert(k, v), _) => runs.push(Run::Insert(vec![k], vec![v])),
+            (Op::Put(k, v), _) => runs.push(Run::Put(vec![k], vec![v])),
+            (Op::Delete(k), _) => runs.push(Run::Delete(vec![k])),
+        }
+    }
+    runs
+}
+
+/// The least key above every key that starts with `prefix` (`None`: there
+/// is none, scan to the end).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// `host:port/dbname` of every host the config names.
+fn describe(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let mut out = String::new();
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        if i > 0 {
+            out.push(',');
+        }
+        match host {
+            Host::Tcp(name) => write!(out, "{name}:{port}"),
+            Host::Unix(dir) => write!(out, "{}:{port}", dir.display()),
+        }
+        .expect("writing to a String");
+    }
+    if out.is_empty() {
+        out.push_str("localhost:5432");
+    }
+    write!(out, "/{}", config.get_dbname().or(config.get_user()).unwrap_or("")).expect("writing to a String");
+    out
+}
+
+/// The client's error with its cause (the server's message, an I/O error).
+fn describe_error(e: &postgres::Error) -> String {
+    match e.source() {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_bounds_exactly_the_keys_with_the_prefix() {
+        assert_eq!(successor(b"E\0\0\0\x01a"), Some(b"E\0\0\0\x01b".to_vec()));
+        assert_eq!(successor(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff"), None);
+        assert_eq!(successor(b""), None);
+        for key in [&b"a\xff\xff"[..], b"a\xff\xff\x00", b"a\xff\xff\xff\xff"] {
+            assert!(key < successor(b"a\xff\xff").unwrap().as_slice());
+        }
+    }
+
+    #[test]
+    fn runs_keep_the_batch_order_and_never_upsert_a_row_twice() {
+        let put = |k: &str| Op::Put(k.into(), b"v".to_vec());
+        let ops = vec![
+            Op::Insert(b"e1".to_vec(), b"x".to_vec()),
+            Op::Insert(b"t1".to_vec(), b"y".to_vec()),
+            put("a"),
+            put("b"),
+            put("a"),
+            Op::Delete(b"d1".to_vec()),
+            Op::Delete(b"d2".to_vec()),
+            put("d1"),
+        ];
+        let v: &[u8] = b"v";
+        assert_eq!(
+            runs(&ops),
+            [
+                Run::Insert(vec![b"e1", b"t1"], vec![b"x", b"y"]),
+                Run::Put(vec![b"a", b"b"], vec![v, v]),
+                Run::Put(vec![b"a"], vec![v]),
+                Run::Delete(vec![b"d1", b"d2"]),
+                Run::Put(vec![b"d1"], vec![v]),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_target_names_hosts_and_database_but_no_password() {
+        let config: postgres::Config = "postgresql://massa:secret@db.example:6543/state".parse().unwrap();
+        assert_eq!(describe(&config), "db.example:6543/state");
+        let config: postgres::Config = "host=/run/postgresql user=massa".parse().unwrap();
+        assert_eq!(describe(&config), "/run/postgresql:5432/massa");
+    }
+}
