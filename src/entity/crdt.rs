@@ -144,7 +144,7 @@ impl Link {
 async fn read(response: ResponseFuture, max: usize, tx: flume::Sender<Result<Bytes, Status>>, stopped: oneshot::Receiver<()>) {
     let work = async {
         let mut upstream = match CallResponse::open(response, max).await {
-            Ok(up) => up,
+            Ok(up) => up.without_headers(),
             Err(status) => return drop(tx.send_async(Err(status)).await),
         };
         loop {

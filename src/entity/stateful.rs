@@ -526,7 +526,7 @@ impl Stream {
     /// The next message from the function; `None` when it ended the stream.
     async fn next(&mut self, max: usize) -> Result<Option<Bytes>, Status> {
         if let Some(response) = self.response.take() {
-            self.upstream = Some(CallResponse::open(response, max).await?);
+            self.upstream = Some(CallResponse::open(response, max).await?.without_headers());
         }
         match self.upstream.as_mut() {
             Some(up) => up.message().await,
@@ -547,13 +547,13 @@ impl Stream {
 
 async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let (service, entity_id) = (key.0, key.1.as_str());
-    let svc = core.router.services()[service].clone();
+    let svc = &core.router.services()[service];
     let mut cached = core.cache.borrow_mut().take(&key);
     let end = loop {
         let end = match svc.kind {
             // Boxed: the larger CRDT loop does not grow every entity's task.
-            EntityKind::Crdt => Box::pin(crdt::session(&core, &svc, &key, &rx, &idle, cached)).await,
-            _ => session(&core, &svc, &key, &rx, &idle, cached).await,
+            EntityKind::Crdt => Box::pin(crdt::session(&core, svc, &key, &rx, &idle, cached)).await,
+            _ => session(&core, svc, &key, &rx, &idle, cached).await,
         };
         match end {
             End::Restart(state) => cached = state,
@@ -617,8 +617,13 @@ async fn session(
         Ok(s) => s,
         Err(status) => return End::Crashed(status),
     };
-    let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
-    let mut stream = match core.pool.open(&uri, None).await {
+    // Boxed, and the endpoint dropped once open: connecting (timers
+    // included) is larger than everything an idle entity holds.
+    let opened = {
+        let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
+        Box::pin(core.pool.open(&uri, None)).await
+    };
+    let mut stream = match opened {
         Ok((send, response)) => Stream { send, response: Some(response), upstream: None },
         Err(status) => return End::Crashed(status),
     };
