@@ -598,8 +598,26 @@ fn fail_queued(rx: &flume::Receiver<Msg>, status: &Status) {
     }
 }
 
-/// One activation: open the stream, replay, then serve commands until
-/// passivation, a restart or a crash.
+/// One activation: load the state, open the stream and replay it.
+async fn activate(core: &Core, svc: &EntityService, entity_id: &str, cached: Option<Cached>) -> Result<(Session, Stream), Status> {
+    let (session, opening) = Session::activate(core, svc, entity_id, cached).await?;
+    let (send, response) = {
+        // Dropped once open: an idle entity does not hold the endpoint.
+        let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
+        core.pool.open(&uri, None).await?
+    };
+    let mut stream = Stream { send, response: Some(response), upstream: None };
+    for framed in opening {
+        stream.send(framed).await?;
+    }
+    Ok((session, stream))
+}
+
+/// Serves commands one at a time until passivation, a restart or a crash.
+///
+/// An idle entity's task is mostly this future waiting for its next
+/// command, so only what lives across commands is held here: activation
+/// and each command run in futures of their own, boxed (BENCHMARKS.md §10).
 async fn session(
     core: &Rc<Core>,
     svc: &EntityService,
@@ -608,30 +626,10 @@ async fn session(
     idle: &Idle,
     cached: Option<Cached>,
 ) -> End {
-    let entity_id = key.1.as_str();
-    let command_timeout = core.shared.config.entity_command_timeout;
-    let max = core.max_message_size();
-    // The rare, large steps (activation, commit, close) are boxed so that
-    // an idle entity's task stays small: it is most of an entity's memory.
-    let (mut session, opening) = match Box::pin(Session::activate(core, svc, entity_id, cached)).await {
-        Ok(s) => s,
+    let (mut session, mut stream) = match Box::pin(activate(core, svc, &key.1, cached)).await {
+        Ok(opened) => opened,
         Err(status) => return End::Crashed(status),
     };
-    // Boxed, and the endpoint dropped once open: connecting (timers
-    // included) is larger than everything an idle entity holds.
-    let opened = {
-        let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
-        Box::pin(core.pool.open(&uri, None)).await
-    };
-    let mut stream = match opened {
-        Ok((send, response)) => Stream { send, response: Some(response), upstream: None },
-        Err(status) => return End::Crashed(status),
-    };
-    for framed in opening {
-        if let Err(status) = stream.send(framed).await {
-            return End::Crashed(status);
-        }
-    }
     let mut next_id = 1i64;
     loop {
         idle.busy.set(false);
@@ -657,58 +655,81 @@ async fn session(
         idle.overdue.set(false);
         idle.since.set(Some(Instant::now()));
         idle.dequeued(&cmd);
-        let route = &core.router.routes()[cmd.route];
         let id = next_id;
         next_id += 1;
-        let command = Command {
-            entity_id: entity_id.to_owned(),
-            id,
-            name: route.method.clone(),
-            payload: Some(Any { type_url: route.input_type_url.clone(), value: cmd.payload }),
-            streamed: false,
-            metadata: None,
-        };
-        let exchange = Box::pin(async {
-            stream.send(session.command(command)).await?;
-            match stream.next(max).await? {
-                Some(body) => session.decide(body, id),
-                None => Err(Status::new(Code::Unavailable, "Unexpected entity termination")),
+        match Box::pin(command(core, &key.1, idle, &mut session, &mut stream, cmd, id)).await {
+            Ok(false) => {}
+            Ok(true) => {
+                Box::pin(stream.close(core.max_message_size())).await;
+                return End::Restart(session.into_cached());
             }
-        });
-        // A hung function fails this command and restarts the entity
-        // (dropping the stream resets it) instead of wedging it for ever.
-        let outcome = monoio::select! {
-            outcome = exchange => outcome,
-            _ = idle.overdue() => Err(Status::new(
-                Code::DeadlineExceeded,
-                format!("user function did not answer command {id} of entity {entity_id:?} within {command_timeout:?}"),
-            )),
-        };
-        let decision = match outcome {
-            Ok(d) => d,
-            Err(status) => {
-                if status.code == Code::Internal {
-                    // A protocol violation by the function: tell it, as the reference does.
-                    let (core, message) = (core.clone(), status.message.clone());
-                    monoio::spawn(async move { report_error(&core.pool, &message).await });
-                }
-                cmd.reply.finish(Err(status.clone()));
-                return End::Crashed(status);
-            }
-        };
-        if !decision.writes.is_empty() {
-            if let Err(status) = Box::pin(core.store.commit(decision.writes)).await {
-                cmd.reply.finish(Err(status.clone()));
-                return End::Crashed(status);
-            }
-            session.committed();
-        }
-        cmd.reply.finish(Ok(decision.answer));
-        if decision.restart {
-            Box::pin(stream.close(max)).await;
-            return End::Restart(session.into_cached());
+            Err(status) => return End::Crashed(status),
         }
     }
+}
+
+/// Runs one command: send it, read the reply, persist what it decided,
+/// then answer. `Ok(true)` asks for a restart; `Err` crashes the entity
+/// (the command's caller already has its answer).
+async fn command(
+    core: &Rc<Core>,
+    entity_id: &str,
+    idle: &Idle,
+    session: &mut Session,
+    stream: &mut Stream,
+    cmd: Cmd,
+    id: i64,
+) -> Result<bool, Status> {
+    let route = &core.router.routes()[cmd.route];
+    let max = core.max_message_size();
+    let command = Command {
+        entity_id: entity_id.to_owned(),
+        id,
+        name: route.method.clone(),
+        payload: Some(Any { type_url: route.input_type_url.clone(), value: cmd.payload }),
+        streamed: false,
+        metadata: None,
+    };
+    let exchange = async {
+        stream.send(session.command(command)).await?;
+        match stream.next(max).await? {
+            Some(body) => session.decide(body, id),
+            None => Err(Status::new(Code::Unavailable, "Unexpected entity termination")),
+        }
+    };
+    // A hung function fails this command and restarts the entity
+    // (dropping the stream resets it) instead of wedging it for ever.
+    let outcome = monoio::select! {
+        outcome = exchange => outcome,
+        _ = idle.overdue() => Err(Status::new(
+            Code::DeadlineExceeded,
+            format!(
+                "user function did not answer command {id} of entity {entity_id:?} within {:?}",
+                core.shared.config.entity_command_timeout
+            ),
+        )),
+    };
+    let decision = match outcome {
+        Ok(d) => d,
+        Err(status) => {
+            if status.code == Code::Internal {
+                // A protocol violation by the function: tell it, as the reference does.
+                let (core, message) = (core.clone(), status.message.clone());
+                monoio::spawn(async move { report_error(&core.pool, &message).await });
+            }
+            cmd.reply.finish(Err(status.clone()));
+            return Err(status);
+        }
+    };
+    if !decision.writes.is_empty() {
+        if let Err(status) = core.store.commit(decision.writes).await {
+            cmd.reply.finish(Err(status.clone()));
+            return Err(status);
+        }
+        session.committed();
+    }
+    cmd.reply.finish(Ok(decision.answer));
+    Ok(decision.restart)
 }
 
 pub(super) fn terminated() -> Status {
