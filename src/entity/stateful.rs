@@ -30,6 +30,7 @@ use crate::effects::{self, Outcome};
 use crate::grpc::{wait_capacity, Code, Responder, Status};
 use crate::proto::cloudstate::{Command, SideEffect};
 use crate::proto::google::protobuf::Any;
+use crate::runtime::queue;
 use crate::shard::{self, Envelope};
 use crate::store::Write;
 use crate::userfn::{upstream_status, CallResponse};
@@ -180,7 +181,7 @@ fn streamed() -> (StreamSink, StreamAnswers) {
 }
 
 struct Handle {
-    tx: flume::Sender<Msg>,
+    tx: queue::Sender<Msg>,
     generation: u64,
     idle: Rc<Idle>,
     /// Passivate after this long idle.
@@ -457,18 +458,18 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
     }
     match tx.try_send(Msg::Command(Cmd { route, payload, reply })) {
         Ok(()) => idle.queued_bytes.set(idle.queued_bytes.get() + len),
-        Err(flume::TrySendError::Full(Msg::Command(cmd))) => cmd.reply.finish(Err(Status::new(
+        Err(queue::TrySendError::Full(Msg::Command(cmd))) => cmd.reply.finish(Err(Status::new(
             Code::ResourceExhausted,
             format!("too many commands queued for this entity (limit {})", core.shared.config.entity_queue),
         ))),
-        Err(flume::TrySendError::Disconnected(Msg::Command(cmd))) => cmd.reply.finish(Err(terminated())),
+        Err(queue::TrySendError::Disconnected(Msg::Command(cmd))) => cmd.reply.finish(Err(terminated())),
         Err(_) => unreachable!("a command was sent"),
     }
 }
 
 /// Starts an entity's task in a slot already taken.
-fn start(core: &Rc<Core>, key: EntityKey) -> (flume::Sender<Msg>, Rc<Idle>) {
-    let (tx, rx) = flume::bounded(core.shared.config.entity_queue);
+fn start(core: &Rc<Core>, key: EntityKey) -> (queue::Sender<Msg>, Rc<Idle>) {
+    let (tx, rx) = queue::bounded(core.shared.config.entity_queue);
     let idle = Rc::new(Idle::default());
     let generation = core.entities.tick();
     let svc = &core.router.services()[key.0];
@@ -545,7 +546,7 @@ impl Stream {
     }
 }
 
-async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
+async fn run(core: Rc<Core>, key: EntityKey, rx: queue::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let (service, entity_id) = (key.0, key.1.as_str());
     let svc = &core.router.services()[service];
     let mut cached = core.cache.borrow_mut().take(&key);
@@ -590,8 +591,8 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
 }
 
 /// Answers the commands still queued for an entity that has ended.
-fn fail_queued(rx: &flume::Receiver<Msg>, status: &Status) {
-    while let Ok(msg) = rx.try_recv() {
+fn fail_queued(rx: &queue::Receiver<Msg>, status: &Status) {
+    while let Some(msg) = rx.try_recv() {
         if let Msg::Command(cmd) = msg {
             cmd.reply.finish(Err(status.clone()));
         }
@@ -622,7 +623,7 @@ async fn session(
     core: &Rc<Core>,
     svc: &EntityService,
     key: &EntityKey,
-    rx: &flume::Receiver<Msg>,
+    rx: &queue::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
 ) -> End {
@@ -637,18 +638,18 @@ async fn session(
         if rx.is_empty() {
             core.entities.became_idle(key, idle);
         }
-        let received = rx.recv_async().await;
+        let received = rx.recv().await;
         core.entities.became_busy(idle);
         let cmd = match received {
-            Ok(Msg::Command(cmd)) => cmd,
+            Some(Msg::Command(cmd)) => cmd,
             // Commands that arrived after the request win: stay active. Once
             // it passivates, `run` leaves the registry before anything
             // awaits, so no command can land in this queue after it.
-            Ok(Msg::Passivate) if !rx.is_empty() => {
+            Some(Msg::Passivate) if !rx.is_empty() => {
                 idle.asked.set(false);
                 continue;
             }
-            Ok(Msg::Passivate) | Err(_) => return End::Passivated(Closing::Stream(Box::new(stream)), session.into_cached()),
+            Some(Msg::Passivate) | None => return End::Passivated(Closing::Stream(Box::new(stream)), session.into_cached()),
         };
         idle.asked.set(false);
         idle.busy.set(true);
