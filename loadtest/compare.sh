@@ -23,6 +23,7 @@
 # (e.g. an older one), so the function is not ours-by-construction.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source loadtest/lib.sh
 runs=${1:-3}
 n=${2:-200000}
 rates=${RATES:-"10000 30000 50000 70000 90000 110000"}
@@ -109,12 +110,6 @@ load() { # name port extra-args...
   [ "$name" = massa ] && call=(--call example.echo.Echo/Say --binary-file "$work/say.pb")
   $pin_load "$bin/massa-load" "127.0.0.1:$p" "${call[@]}" -c 16 --concurrency 512 --format json "$@"
 }
-
-# CPU of a process, its threads and its children (nginx works in a child).
-tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
-cpu_ns() { for p in $(tree "$1"); do cat /proc/"$p"/task/*/schedstat; done | awk '{s+=$1} END {printf "%.0f\n", s}'; }
-rss_kib() { for p in $(tree "$1"); do awk '/VmRSS/ {print $2}' /proc/"$p"/status; done | awk '{s+=$1} END {print s}'; }
-anon_kib() { for p in $(tree "$1"); do awk '/RssAnon/ {print $2}' /proc/"$p"/status; done | awk '{s+=$1} END {print s}'; }
 
 # The same calls from h2load (nghttp2): 16 connections x 32 streams.
 h2load_run() { # name port requests

@@ -1,8 +1,20 @@
 # Helpers the load scripts share; sourced, not run.
 
-# CPU time of every thread of a process, in ns (schedstat is exact on
-# tickless kernels, unlike /proc/PID/stat's clock ticks).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {printf "%.0f\n", s}'; }
+# A process and its descendants (nginx works in a child).
+tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
+
+# CPU time of every thread of a process and its children, in ns (schedstat
+# is exact on tickless kernels, unlike /proc/PID/stat's clock ticks).
+cpu_ns() { for p in $(tree "$1"); do cat /proc/"$p"/task/*/schedstat; done | awk '{s+=$1} END {printf "%.0f\n", s}'; }
+
+# Resident memory of a process and its children, in KiB: all of it
+# (VmRSS), its anonymous part (RssAnon: heap, stacks, allocator arenas)
+# and its file-backed part (RssFile: code and libraries, shared with the
+# page cache).
+status_kib() { for p in $(tree "$2"); do awk -v f="$1:" '$1 == f {print $2}' /proc/"$p"/status; done | awk '{s+=$1} END {print s}'; }
+rss_kib() { status_kib VmRSS "$1"; }
+anon_kib() { status_kib RssAnon "$1"; }
+file_kib() { status_kib RssFile "$1"; }
 
 # Waits (10 s at most) until the proxy's admin port says ready; fails if not.
 wait_ready() { # admin_port

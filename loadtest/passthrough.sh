@@ -38,7 +38,7 @@ $pin_proxy "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-
 massa_pid=$!
 wait_ready $admin_port
 sleep 0.5
-idle_rss=$(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status)
+idle_rss=$(rss_kib $massa_pid)
 
 
 h2() { # url body
@@ -71,4 +71,4 @@ done
 echo
 echo "io driver: $(sed 's/\x1b\[[0-9;]*m//g' "$work/massa.log" | grep -o 'driver="[a-z_]*"' | head -1)"
 echo "massa idle RSS after discovery: ${idle_rss} KiB"
-echo "massa RSS after load: $(awk '/VmRSS/ {print $2}' /proc/$massa_pid/status) KiB"
+echo "massa RSS after load: $(rss_kib $massa_pid) KiB"

@@ -40,6 +40,7 @@ use crate::proto::cloudstate::crdt::{
 };
 use crate::proto::cloudstate::{Command, Failure, SideEffect, StreamCancelled};
 use crate::proto::google::protobuf::Any;
+use crate::runtime::queue;
 use crate::userfn::{upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -144,7 +145,7 @@ impl Link {
 async fn read(response: ResponseFuture, max: usize, tx: flume::Sender<Result<Bytes, Status>>, stopped: oneshot::Receiver<()>) {
     let work = async {
         let mut upstream = match CallResponse::open(response, max).await {
-            Ok(up) => up,
+            Ok(up) => up.without_headers(),
             Err(status) => return drop(tx.send_async(Err(status)).await),
         };
         loop {
@@ -219,7 +220,7 @@ pub(super) async fn session(
     core: &Rc<Core>,
     svc: &EntityService,
     key: &EntityKey,
-    rx: &flume::Receiver<Msg>,
+    rx: &queue::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
 ) -> End {
@@ -262,14 +263,14 @@ pub(super) async fn session(
 
 /// What woke the loop.
 enum Event {
-    Queue(Result<Msg, flume::RecvError>),
+    Queue(Option<Msg>),
     Function(Result<Result<Bytes, Status>, flume::RecvError>),
     Gone(i64),
     Overdue,
 }
 
 impl Live<'_> {
-    async fn serve(mut self, key: &EntityKey, rx: &flume::Receiver<Msg>, idle: &Idle) -> End {
+    async fn serve(mut self, key: &EntityKey, rx: &queue::Receiver<Msg>, idle: &Idle) -> End {
         loop {
             self.account(key, rx, idle);
             let streams = &mut self.streams;
@@ -278,18 +279,18 @@ impl Live<'_> {
                 found.map_or(std::task::Poll::Pending, std::task::Poll::Ready)
             });
             let event = monoio::select! {
-                m = rx.recv_async() => Event::Queue(m),
+                m = rx.recv() => Event::Queue(m),
                 m = self.link.incoming.recv_async() => Event::Function(m),
                 id = gone => Event::Gone(id),
                 _ = idle.overdue() => Event::Overdue,
             };
             let result = match event {
-                Event::Queue(Ok(Msg::Command(cmd))) => {
+                Event::Queue(Some(Msg::Command(cmd))) => {
                     idle.asked.set(false);
                     idle.dequeued(&cmd);
                     self.command(cmd.route, cmd.payload, cmd.reply).await
                 }
-                Event::Queue(Ok(Msg::Passivate)) => {
+                Event::Queue(Some(Msg::Passivate)) => {
                     idle.asked.set(false);
                     if self.resting && rx.is_empty() {
                         return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.state)));
@@ -297,7 +298,7 @@ impl Live<'_> {
                     Ok(())
                 }
                 // The registry holds a sender while the entity is active.
-                Event::Queue(Err(_)) => return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.state))),
+                Event::Queue(None) => return End::Passivated(Closing::Crdt(Box::new(self.link)), Some(Cached::Crdt(self.state))),
                 Event::Function(Ok(Ok(body))) => match self.batch(body).await {
                     Ok(None) => Ok(()),
                     Ok(Some(stop)) => return self.stop(stop),
@@ -326,7 +327,7 @@ impl Live<'_> {
     /// start, for its timeout) while replies are awaited; neither busy nor
     /// idle while only streamed calls are open, which rules out
     /// passivation; idle otherwise.
-    fn account(&mut self, key: &EntityKey, rx: &flume::Receiver<Msg>, idle: &Idle) {
+    fn account(&mut self, key: &EntityKey, rx: &queue::Receiver<Msg>, idle: &Idle) {
         let resting = self.pending.is_empty() && self.streams.is_empty() && self.cancelling.is_empty();
         if resting {
             if !self.resting {

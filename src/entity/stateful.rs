@@ -30,6 +30,7 @@ use crate::effects::{self, Outcome};
 use crate::grpc::{wait_capacity, Code, Responder, Status};
 use crate::proto::cloudstate::{Command, SideEffect};
 use crate::proto::google::protobuf::Any;
+use crate::runtime::queue;
 use crate::shard::{self, Envelope};
 use crate::store::Write;
 use crate::userfn::{upstream_status, CallResponse};
@@ -180,7 +181,7 @@ fn streamed() -> (StreamSink, StreamAnswers) {
 }
 
 struct Handle {
-    tx: flume::Sender<Msg>,
+    tx: queue::Sender<Msg>,
     generation: u64,
     idle: Rc<Idle>,
     /// Passivate after this long idle.
@@ -457,18 +458,18 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
     }
     match tx.try_send(Msg::Command(Cmd { route, payload, reply })) {
         Ok(()) => idle.queued_bytes.set(idle.queued_bytes.get() + len),
-        Err(flume::TrySendError::Full(Msg::Command(cmd))) => cmd.reply.finish(Err(Status::new(
+        Err(queue::TrySendError::Full(Msg::Command(cmd))) => cmd.reply.finish(Err(Status::new(
             Code::ResourceExhausted,
             format!("too many commands queued for this entity (limit {})", core.shared.config.entity_queue),
         ))),
-        Err(flume::TrySendError::Disconnected(Msg::Command(cmd))) => cmd.reply.finish(Err(terminated())),
+        Err(queue::TrySendError::Disconnected(Msg::Command(cmd))) => cmd.reply.finish(Err(terminated())),
         Err(_) => unreachable!("a command was sent"),
     }
 }
 
 /// Starts an entity's task in a slot already taken.
-fn start(core: &Rc<Core>, key: EntityKey) -> (flume::Sender<Msg>, Rc<Idle>) {
-    let (tx, rx) = flume::bounded(core.shared.config.entity_queue);
+fn start(core: &Rc<Core>, key: EntityKey) -> (queue::Sender<Msg>, Rc<Idle>) {
+    let (tx, rx) = queue::bounded(core.shared.config.entity_queue);
     let idle = Rc::new(Idle::default());
     let generation = core.entities.tick();
     let svc = &core.router.services()[key.0];
@@ -526,7 +527,7 @@ impl Stream {
     /// The next message from the function; `None` when it ended the stream.
     async fn next(&mut self, max: usize) -> Result<Option<Bytes>, Status> {
         if let Some(response) = self.response.take() {
-            self.upstream = Some(CallResponse::open(response, max).await?);
+            self.upstream = Some(CallResponse::open(response, max).await?.without_headers());
         }
         match self.upstream.as_mut() {
             Some(up) => up.message().await,
@@ -545,15 +546,15 @@ impl Stream {
     }
 }
 
-async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
+async fn run(core: Rc<Core>, key: EntityKey, rx: queue::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let (service, entity_id) = (key.0, key.1.as_str());
-    let svc = core.router.services()[service].clone();
+    let svc = &core.router.services()[service];
     let mut cached = core.cache.borrow_mut().take(&key);
     let end = loop {
         let end = match svc.kind {
             // Boxed: the larger CRDT loop does not grow every entity's task.
-            EntityKind::Crdt => Box::pin(crdt::session(&core, &svc, &key, &rx, &idle, cached)).await,
-            _ => session(&core, &svc, &key, &rx, &idle, cached).await,
+            EntityKind::Crdt => Box::pin(crdt::session(&core, svc, &key, &rx, &idle, cached)).await,
+            _ => session(&core, svc, &key, &rx, &idle, cached).await,
         };
         match end {
             End::Restart(state) => cached = state,
@@ -590,43 +591,46 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
 }
 
 /// Answers the commands still queued for an entity that has ended.
-fn fail_queued(rx: &flume::Receiver<Msg>, status: &Status) {
-    while let Ok(msg) = rx.try_recv() {
+fn fail_queued(rx: &queue::Receiver<Msg>, status: &Status) {
+    while let Some(msg) = rx.try_recv() {
         if let Msg::Command(cmd) = msg {
             cmd.reply.finish(Err(status.clone()));
         }
     }
 }
 
-/// One activation: open the stream, replay, then serve commands until
-/// passivation, a restart or a crash.
+/// One activation: load the state, open the stream and replay it.
+async fn activate(core: &Core, svc: &EntityService, entity_id: &str, cached: Option<Cached>) -> Result<(Session, Stream), Status> {
+    let (session, opening) = Session::activate(core, svc, entity_id, cached).await?;
+    let (send, response) = {
+        // Dropped once open: an idle entity does not hold the endpoint.
+        let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
+        core.pool.open(&uri, None).await?
+    };
+    let mut stream = Stream { send, response: Some(response), upstream: None };
+    for framed in opening {
+        stream.send(framed).await?;
+    }
+    Ok((session, stream))
+}
+
+/// Serves commands one at a time until passivation, a restart or a crash.
+///
+/// An idle entity's task is mostly this future waiting for its next
+/// command, so only what lives across commands is held here: activation
+/// and each command run in futures of their own, boxed (BENCHMARKS.md §10).
 async fn session(
     core: &Rc<Core>,
     svc: &EntityService,
     key: &EntityKey,
-    rx: &flume::Receiver<Msg>,
+    rx: &queue::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
 ) -> End {
-    let entity_id = key.1.as_str();
-    let command_timeout = core.shared.config.entity_command_timeout;
-    let max = core.max_message_size();
-    // The rare, large steps (activation, commit, close) are boxed so that
-    // an idle entity's task stays small: it is most of an entity's memory.
-    let (mut session, opening) = match Box::pin(Session::activate(core, svc, entity_id, cached)).await {
-        Ok(s) => s,
+    let (mut session, mut stream) = match Box::pin(activate(core, svc, &key.1, cached)).await {
+        Ok(opened) => opened,
         Err(status) => return End::Crashed(status),
     };
-    let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
-    let mut stream = match core.pool.open(&uri, None).await {
-        Ok((send, response)) => Stream { send, response: Some(response), upstream: None },
-        Err(status) => return End::Crashed(status),
-    };
-    for framed in opening {
-        if let Err(status) = stream.send(framed).await {
-            return End::Crashed(status);
-        }
-    }
     let mut next_id = 1i64;
     loop {
         idle.busy.set(false);
@@ -634,76 +638,99 @@ async fn session(
         if rx.is_empty() {
             core.entities.became_idle(key, idle);
         }
-        let received = rx.recv_async().await;
+        let received = rx.recv().await;
         core.entities.became_busy(idle);
         let cmd = match received {
-            Ok(Msg::Command(cmd)) => cmd,
+            Some(Msg::Command(cmd)) => cmd,
             // Commands that arrived after the request win: stay active. Once
             // it passivates, `run` leaves the registry before anything
             // awaits, so no command can land in this queue after it.
-            Ok(Msg::Passivate) if !rx.is_empty() => {
+            Some(Msg::Passivate) if !rx.is_empty() => {
                 idle.asked.set(false);
                 continue;
             }
-            Ok(Msg::Passivate) | Err(_) => return End::Passivated(Closing::Stream(Box::new(stream)), session.into_cached()),
+            Some(Msg::Passivate) | None => return End::Passivated(Closing::Stream(Box::new(stream)), session.into_cached()),
         };
         idle.asked.set(false);
         idle.busy.set(true);
         idle.overdue.set(false);
         idle.since.set(Some(Instant::now()));
         idle.dequeued(&cmd);
-        let route = &core.router.routes()[cmd.route];
         let id = next_id;
         next_id += 1;
-        let command = Command {
-            entity_id: entity_id.to_owned(),
-            id,
-            name: route.method.clone(),
-            payload: Some(Any { type_url: route.input_type_url.clone(), value: cmd.payload }),
-            streamed: false,
-            metadata: None,
-        };
-        let exchange = Box::pin(async {
-            stream.send(session.command(command)).await?;
-            match stream.next(max).await? {
-                Some(body) => session.decide(body, id),
-                None => Err(Status::new(Code::Unavailable, "Unexpected entity termination")),
+        match Box::pin(command(core, &key.1, idle, &mut session, &mut stream, cmd, id)).await {
+            Ok(false) => {}
+            Ok(true) => {
+                Box::pin(stream.close(core.max_message_size())).await;
+                return End::Restart(session.into_cached());
             }
-        });
-        // A hung function fails this command and restarts the entity
-        // (dropping the stream resets it) instead of wedging it for ever.
-        let outcome = monoio::select! {
-            outcome = exchange => outcome,
-            _ = idle.overdue() => Err(Status::new(
-                Code::DeadlineExceeded,
-                format!("user function did not answer command {id} of entity {entity_id:?} within {command_timeout:?}"),
-            )),
-        };
-        let decision = match outcome {
-            Ok(d) => d,
-            Err(status) => {
-                if status.code == Code::Internal {
-                    // A protocol violation by the function: tell it, as the reference does.
-                    let (core, message) = (core.clone(), status.message.clone());
-                    monoio::spawn(async move { report_error(&core.pool, &message).await });
-                }
-                cmd.reply.finish(Err(status.clone()));
-                return End::Crashed(status);
-            }
-        };
-        if !decision.writes.is_empty() {
-            if let Err(status) = Box::pin(core.store.commit(decision.writes)).await {
-                cmd.reply.finish(Err(status.clone()));
-                return End::Crashed(status);
-            }
-            session.committed();
-        }
-        cmd.reply.finish(Ok(decision.answer));
-        if decision.restart {
-            Box::pin(stream.close(max)).await;
-            return End::Restart(session.into_cached());
+            Err(status) => return End::Crashed(status),
         }
     }
+}
+
+/// Runs one command: send it, read the reply, persist what it decided,
+/// then answer. `Ok(true)` asks for a restart; `Err` crashes the entity
+/// (the command's caller already has its answer).
+async fn command(
+    core: &Rc<Core>,
+    entity_id: &str,
+    idle: &Idle,
+    session: &mut Session,
+    stream: &mut Stream,
+    cmd: Cmd,
+    id: i64,
+) -> Result<bool, Status> {
+    let route = &core.router.routes()[cmd.route];
+    let max = core.max_message_size();
+    let command = Command {
+        entity_id: entity_id.to_owned(),
+        id,
+        name: route.method.clone(),
+        payload: Some(Any { type_url: route.input_type_url.clone(), value: cmd.payload }),
+        streamed: false,
+        metadata: None,
+    };
+    let exchange = async {
+        stream.send(session.command(command)).await?;
+        match stream.next(max).await? {
+            Some(body) => session.decide(body, id),
+            None => Err(Status::new(Code::Unavailable, "Unexpected entity termination")),
+        }
+    };
+    // A hung function fails this command and restarts the entity
+    // (dropping the stream resets it) instead of wedging it for ever.
+    let outcome = monoio::select! {
+        outcome = exchange => outcome,
+        _ = idle.overdue() => Err(Status::new(
+            Code::DeadlineExceeded,
+            format!(
+                "user function did not answer command {id} of entity {entity_id:?} within {:?}",
+                core.shared.config.entity_command_timeout
+            ),
+        )),
+    };
+    let decision = match outcome {
+        Ok(d) => d,
+        Err(status) => {
+            if status.code == Code::Internal {
+                // A protocol violation by the function: tell it, as the reference does.
+                let (core, message) = (core.clone(), status.message.clone());
+                monoio::spawn(async move { report_error(&core.pool, &message).await });
+            }
+            cmd.reply.finish(Err(status.clone()));
+            return Err(status);
+        }
+    };
+    if !decision.writes.is_empty() {
+        if let Err(status) = core.store.commit(decision.writes).await {
+            cmd.reply.finish(Err(status.clone()));
+            return Err(status);
+        }
+        session.committed();
+    }
+    cmd.reply.finish(Ok(decision.answer));
+    Ok(decision.restart)
 }
 
 pub(super) fn terminated() -> Status {

@@ -5,6 +5,7 @@
 
 pub mod deadlines;
 mod notify;
+pub mod queue;
 
 use std::{io, thread, time::Duration};
 

@@ -42,6 +42,12 @@ impl CallResponse {
         Ok(CallResponse { headers: response.head, reader: Some(MessageReader::new(response.body, max_message_size)) })
     }
 
+    /// Frees the response headers, for a stream that outlives its head (an
+    /// entity's, open as long as the entity is active).
+    pub fn without_headers(self) -> CallResponse {
+        CallResponse { headers: Headers::new(), ..self }
+    }
+
     /// Response headers (the function's reply metadata lives here).
     pub fn headers(&self) -> &Headers {
         &self.headers
