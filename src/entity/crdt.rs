@@ -40,6 +40,7 @@ use crate::proto::cloudstate::crdt::{
 };
 use crate::proto::cloudstate::{Command, Failure, SideEffect, StreamCancelled};
 use crate::proto::google::protobuf::Any;
+use crate::store::Fence;
 use crate::userfn::{upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -195,6 +196,8 @@ enum Stop {
 /// One activation's state.
 struct Live<'a> {
     core: &'a Rc<Core>,
+    /// The shard lease the entity activated under.
+    fence: Option<Fence>,
     svc: &'a EntityService,
     entity_id: &'a str,
     link: Link,
@@ -222,6 +225,7 @@ pub(super) async fn session(
     rx: &flume::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
+    fence: Option<Fence>,
 ) -> End {
     let entity_id = key.1.as_str();
     let loaded = match cached {
@@ -246,6 +250,7 @@ pub(super) async fn session(
     idle.overdue.set(false);
     let live = Live {
         core,
+        fence,
         svc,
         entity_id,
         link,
@@ -287,6 +292,10 @@ impl Live<'_> {
                 Event::Queue(Ok(Msg::Command(cmd))) => {
                     idle.asked.set(false);
                     idle.dequeued(&cmd);
+                    if let Some(status) = stateful::lease_lost(self.core, self.fence) {
+                        cmd.reply.finish(Err(status.clone()));
+                        return End::Crashed(status);
+                    }
                     self.command(cmd.route, cmd.payload, cmd.reply).await
                 }
                 Event::Queue(Ok(Msg::Passivate)) => {
@@ -410,7 +419,7 @@ impl Live<'_> {
         if let Some(write) = write {
             // A failed commit crashes the entity, so the next activation
             // reads what storage holds: nothing to roll back here.
-            if let Err(status) = Box::pin(self.core.store.commit(vec![write])).await {
+            if let Err(status) = Box::pin(stateful::commit(self.core, vec![write], self.fence)).await {
                 for release in releases {
                     if let Release::Reply { reply, .. } = release {
                         reply.finish(Err(status.clone()));

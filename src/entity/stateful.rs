@@ -31,7 +31,7 @@ use crate::grpc::{wait_capacity, Code, Responder, Status};
 use crate::proto::cloudstate::{Command, SideEffect};
 use crate::proto::google::protobuf::Any;
 use crate::shard::{self, Envelope};
-use crate::store::Write;
+use crate::store::{Fence, Write};
 use crate::userfn::{upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -548,12 +548,24 @@ impl Stream {
 async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let (service, entity_id) = (key.0, key.1.as_str());
     let svc = core.router.services()[service].clone();
-    let mut cached = core.cache.borrow_mut().take(&key);
+    let fence = match &core.leases {
+        None => None,
+        Some(leases) => match Box::pin(leases.acquire(&svc.persistence_id, entity_id)).await {
+            Ok(fence) => Some(fence),
+            // Another proxy owns it: refuse what is queued, as is.
+            Err(status) => {
+                core.entities.remove(service, entity_id, generation);
+                fail_queued(&rx, &status);
+                return core.entities.release_slot();
+            }
+        },
+    };
+    let mut cached = core.cache.borrow_mut().take(&key, fence);
     let end = loop {
         let end = match svc.kind {
             // Boxed: the larger CRDT loop does not grow every entity's task.
-            EntityKind::Crdt => Box::pin(crdt::session(&core, &svc, &key, &rx, &idle, cached)).await,
-            _ => session(&core, &svc, &key, &rx, &idle, cached).await,
+            EntityKind::Crdt => Box::pin(crdt::session(&core, &svc, &key, &rx, &idle, cached, fence)).await,
+            _ => session(&core, &svc, &key, &rx, &idle, cached, fence).await,
         };
         match end {
             End::Restart(state) => cached = state,
@@ -568,7 +580,7 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
         End::Passivated(stream, state) => {
             debug!(service = %svc.name, entity = %entity_id, "passivated");
             if let Some(state) = state {
-                core.cache.borrow_mut().put(key.clone(), state);
+                core.cache.borrow_mut().put(key.clone(), state, fence);
             }
             Box::pin(stream.close(core.max_message_size())).await;
         }
@@ -578,7 +590,7 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: flume::Receiver<Msg>, generatio
         }
         End::Deleted(stream) => {
             debug!(service = %svc.name, entity = %entity_id, "deleted");
-            core.cache.borrow_mut().put(key.clone(), Cached::CrdtDeleted);
+            core.cache.borrow_mut().put(key.clone(), Cached::CrdtDeleted, fence);
             fail_queued(&rx, &crdt::deleted());
             if let Some(stream) = stream {
                 Box::pin(stream.close(core.max_message_size())).await;
@@ -607,6 +619,7 @@ async fn session(
     rx: &flume::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
+    fence: Option<Fence>,
 ) -> End {
     let entity_id = key.1.as_str();
     let command_timeout = core.shared.config.entity_command_timeout;
@@ -652,6 +665,10 @@ async fn session(
         idle.overdue.set(false);
         idle.since.set(Some(Instant::now()));
         idle.dequeued(&cmd);
+        if let Some(status) = lease_lost(core, fence) {
+            cmd.reply.finish(Err(status.clone()));
+            return End::Crashed(status);
+        }
         let route = &core.router.routes()[cmd.route];
         let id = next_id;
         next_id += 1;
@@ -692,7 +709,7 @@ async fn session(
             }
         };
         if !decision.writes.is_empty() {
-            if let Err(status) = Box::pin(core.store.commit(decision.writes)).await {
+            if let Err(status) = Box::pin(commit(core, decision.writes, fence)).await {
                 cmd.reply.finish(Err(status.clone()));
                 return End::Crashed(status);
             }
@@ -704,6 +721,28 @@ async fn session(
             return End::Restart(session.into_cached());
         }
     }
+}
+
+/// Persists an entity's writes under its lease; a failure may mean the
+/// lease is lost, so the lease thread looks at once.
+pub(super) async fn commit(core: &Core, writes: Vec<Write>, fence: Option<Fence>) -> Result<(), Status> {
+    let result = core.store.commit(writes, fence).await;
+    if let (Err(_), Some(leases), Some(fence)) = (&result, &core.leases, fence) {
+        leases.check(fence);
+    }
+    result
+}
+
+/// An entity whose lease is gone must not serve another command from its
+/// in-memory state: another proxy may own it now.
+pub(super) fn lease_lost(core: &Core, fence: Option<Fence>) -> Option<Status> {
+    let (leases, fence) = (core.leases.as_ref()?, fence?);
+    (!leases.holds(fence)).then(|| {
+        Status::new(
+            Code::Unavailable,
+            format!("lease lost: shard {} (epoch {}) is no longer this proxy's; retry the command", fence.shard, fence.epoch),
+        )
+    })
 }
 
 pub(super) fn terminated() -> Status {
