@@ -257,7 +257,7 @@ fn the_postgres_schema_is_versioned_and_a_newer_one_is_refused() {
     drop(PostgresStore::open(&pg.url()).unwrap());
     drop(PostgresStore::open(&pg.url()).unwrap());
     let mut client = ::postgres::Client::connect(&pg.url(), ::postgres::NoTls).unwrap();
-    assert_eq!(versions(&mut client), [1], "created once, then found");
+    assert_eq!(versions(&mut client), [1, 2], "created once, then found");
     client.execute("INSERT INTO massa_schema (version) VALUES (99)", &[]).unwrap();
     let err = PostgresStore::open(&pg.url()).err().expect("a newer schema is refused");
     assert!(err.to_string().contains("schema version 99"), "{err}");
@@ -272,4 +272,70 @@ fn an_unreachable_postgres_is_named_in_the_error() {
     let err = PostgresStore::open(&url).err().expect("nothing listens");
     let text = err.to_string();
     assert!(text.contains("PostgreSQL at 127.0.0.1:") && text.contains("connecting failed"), "{text}");
+}
+
+#[test]
+fn a_batch_under_a_superseded_lease_epoch_fails_in_its_own_transaction() {
+    use std::{sync::Arc, time::Duration};
+    let pg = Postgres::start();
+    let kv = Arc::new(PostgresStore::open(&pg.url()).unwrap());
+    let store = EntityStore::open(Box::new(kv.clone()), None).unwrap();
+    let long = Duration::from_secs(60);
+    let epoch = kv.acquire_lease(7, "proxy-a", long).unwrap().expect("a free shard");
+    let a = Fence { shard: 7, epoch };
+    store.write(0, &[a], &[events("cart", "a", 1, 1)], true).unwrap();
+    assert_eq!(kv.acquire_lease(7, "proxy-b", long).unwrap(), Err("proxy-a".to_owned()), "held and unexpired");
+    assert_eq!(kv.renew_leases("proxy-a", &[a], long).unwrap(), [7]);
+
+    // A releases, B takes over: the epoch moves on and A's fence no longer holds.
+    kv.release_leases("proxy-a", &[a]).unwrap();
+    let b = Fence { shard: 7, epoch: kv.acquire_lease(7, "proxy-b", long).unwrap().expect("released") };
+    assert!(b.epoch > a.epoch, "{b:?} after {a:?}");
+    let value = Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "stale".into() };
+    let err = store.write(0, &[a], &[value, events("cart", "a", 2, 1)], true).unwrap_err();
+    assert!(err.to_string().contains("lease lost"), "{err}");
+    assert!(err.to_string().contains("owner proxy-b"), "{err}");
+    assert_eq!(store.read_journal("cart", "a").unwrap().last_sequence(), 1, "no event of the stale batch");
+    assert_eq!(store.read_value("v", "x").unwrap(), None, "nothing of the stale batch");
+    assert!(kv.renew_leases("proxy-a", &[a], long).unwrap().is_empty(), "A's renewal finds it lost");
+    store.write(0, &[b], &[events("cart", "a", 2, 1)], true).unwrap();
+
+    // A fence naming two shards needs both.
+    let other = Fence { shard: 8, epoch: kv.acquire_lease(8, "proxy-b", long).unwrap().unwrap() };
+    let err = store.write(0, &[other, a], &[events("cart", "z", 1, 1)], true).unwrap_err();
+    assert!(err.to_string().contains("shard 7"), "{err}");
+    assert_eq!(store.read_journal("cart", "z").unwrap().last_sequence(), 0);
+}
+
+#[test]
+fn an_expired_lease_is_taken_over_and_the_shard_count_is_fixed_once() {
+    use std::time::{Duration, Instant};
+    let pg = Postgres::start();
+    let kv = PostgresStore::open(&pg.url()).unwrap();
+    assert_eq!(kv.settle_shards(64).unwrap(), 64);
+    assert_eq!(kv.settle_shards(1024).unwrap(), 64, "the first start decides");
+    let first = kv.acquire_lease(3, "proxy-a", Duration::from_millis(200)).unwrap().unwrap();
+    assert_eq!(kv.acquire_lease(3, "proxy-a", Duration::from_millis(200)).unwrap(), Ok(first + 1), "its own: re-taken, epoch bumped");
+    // Bounded wait for the database clock to pass the expiry.
+    let start = Instant::now();
+    let taken = loop {
+        match kv.acquire_lease(3, "proxy-b", Duration::from_secs(60)).unwrap() {
+            Ok(epoch) => break epoch,
+            Err(owner) => assert_eq!(owner, "proxy-a"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the lease never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(taken, first + 2);
+}
+
+#[test]
+fn catching_up_moves_the_tag_log_past_another_writers_offsets() {
+    let pg = Postgres::start();
+    let (a, b) = (postgres(&pg), postgres(&pg));
+    a.write(0, &[], &[events("cart", "a", 1, 3)], true).unwrap();
+    b.catch_up_offsets().unwrap();
+    b.write(0, &[], &[events("cart", "b", 1, 1)], true).unwrap();
+    let log = b.events_by_tag("cart", 1, 10).unwrap();
+    assert_eq!(log.iter().map(|e| (e.offset, e.entity_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "a"), (3, "a"), (4, "b")]);
 }
