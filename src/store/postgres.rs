@@ -513,6 +513,18 @@ mod tests {
     }
 
     #[test]
+    fn a_fence_holds_only_if_every_shard_is_at_its_epoch() {
+        let held = [(1, 4, "a".to_owned()), (2, 9, "b".to_owned())];
+        let fence = |shard, epoch| Fence { shard, epoch };
+        assert_eq!(fence_broken(&[fence(1, 4)], &held), None);
+        assert_eq!(fence_broken(&[], &held), None);
+        let stale = fence_broken(&[fence(1, 4), fence(2, 8)], &held).expect("shard 2 moved on");
+        assert!(stale.contains("shard 2 is at epoch 9 (owner b)") && stale.contains("epoch 8"), "{stale}");
+        let gone = fence_broken(&[fence(3, 1)], &held).expect("no row");
+        assert!(gone.contains("shard 3 has no lease"), "{gone}");
+    }
+
+    #[test]
     fn the_target_names_hosts_and_database_but_no_password() {
         let config: postgres::Config = "postgresql://massa:secret@db.example:6543/state".parse().unwrap();
         assert_eq!(describe(&config), "db.example:6543/state");
