@@ -11,6 +11,9 @@
 //! `--workers` needs no migration. Each core has two storage threads: a
 //! writer (group commit) and a reader, so activations never queue behind an
 //! fsync.
+//!
+//! With PostgreSQL, several proxies may share the store: [`lease`] decides
+//! which one writes each entity, and every batch is fenced by it.
 
 pub mod keys;
 mod entity_store;
