@@ -154,3 +154,30 @@ fn a_write_under_a_superseded_epoch_is_refused_and_stores_nothing() {
     assert_ne!(other.proc.must_exit(), 0);
     assert!(other.proc.log().contains("set up with 1024 shards"), "{}", other.proc.log());
 }
+
+#[test]
+fn a_paused_owner_resumes_to_find_its_shard_taken_and_writes_nothing() {
+    let pg = Postgres::start();
+    let (fn_a, fn_b) = (free_port(), free_port());
+    let _functions = [start_example_fn(fn_a, &[]), start_example_fn(fn_b, &[])];
+    let a = start_replica(&pg, fn_a, "proxy-a");
+    let b = start_replica(&pg, fn_b, "proxy-b");
+    let (ca, cb) = (Client::new(a.port), Client::new(b.port));
+    run(async { add(&ca, CART, "hugo", "apple", 1, "Apple").await.unwrap() });
+    // A stops renewing without crashing (a long GC pause, a frozen VM).
+    a.proc.signal(libc::SIGSTOP);
+    run(async {
+        eventually("B taking hugo's cart over", || async { add(&cb, CART, "hugo", "pear", 1, "Pear").await.ok() }).await;
+    });
+    a.proc.signal(libc::SIGCONT);
+    run(async {
+        let stale = add(&ca, CART, "hugo", "plum", 1, "Plum").await.unwrap_err();
+        assert_eq!(stale.code, Code::Unavailable, "{stale:?}");
+        let refused = eventually("A naming the new owner", || async {
+            add(&ca, CART, "hugo", "plum", 1, "Plum").await.err().filter(|e| e.message.contains("owned by another proxy"))
+        })
+        .await;
+        assert!(refused.message.contains("(proxy-b)"), "{refused:?}");
+        assert_eq!(cart(&cb, CART, "hugo").await.unwrap(), ["apple x1", "pear x1"], "nothing of A's after the takeover");
+    });
+}

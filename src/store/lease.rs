@@ -19,6 +19,9 @@
 //! - One thread per proxy runs the lease SQL, never an executor: it takes
 //!   leases on request, renews all held ones in one statement every third
 //!   of `--lease-duration`, and releases them at shutdown.
+//! - A shard found held by another proxy is refused without asking again
+//!   for an eighth of `--lease-duration`, so refused commands cost no
+//!   round trip each (and a takeover is noticed that much later at most).
 //! - A proxy treats a lease as lost once `--lease-duration` (less a margin)
 //!   has passed, by its own monotonic clock, since it sent the last renewal
 //!   that succeeded: that is before the database would let anyone else take
@@ -49,6 +52,9 @@ pub struct Leases {
     owner: String,
     shards: u32,
     held: Mutex<HashMap<u32, Held>>,
+    /// Shards found held by another proxy, and until when that answer is
+    /// reused: commands for them are refused without a round trip each.
+    elsewhere: Mutex<HashMap<u32, (String, Instant)>>,
     jobs: flume::Sender<Job>,
 }
 
@@ -98,7 +104,7 @@ impl Leases {
             ));
         }
         let (jobs, rx) = flume::unbounded();
-        let leases = Arc::new(Leases { owner, shards, held: Mutex::default(), jobs });
+        let leases = Arc::new(Leases { owner, shards, held: Mutex::default(), elsewhere: Mutex::default(), jobs });
         let keeper = Keeper { leases: leases.clone(), pg, entities, duration };
         thread::Builder::new().name("massa-leases".to_owned()).spawn(move || keeper.run(&rx))?;
         info!(owner = %leases.owner, shards, lease_duration = ?duration, "shard leases on");
@@ -121,14 +127,17 @@ impl Leases {
         if let Some(h) = self.held().get(&shard).filter(|h| Instant::now() < h.until) {
             return Ok(Fence { shard, epoch: h.epoch });
         }
+        let owned = |owner: &str| Status::new(Code::Unavailable, format!("entity {pid}/{eid} is owned by another proxy ({owner}); retry there"));
+        let known = self.elsewhere().get(&shard).filter(|(_, until)| Instant::now() < *until).map(|(owner, _)| owner.clone());
+        if let Some(owner) = known {
+            return Err(owned(&owner));
+        }
         let (done, rx) = oneshot::channel();
         let stopped = || Status::new(Code::Unavailable, "the lease thread has stopped");
         self.jobs.send(Job::Acquire { shard, done }).map_err(|_| stopped())?;
         match rx.await.map_err(|_| stopped())? {
             Ok(fence) => Ok(fence),
-            Err(Refusal::Owned(owner)) => {
-                Err(Status::new(Code::Unavailable, format!("entity {pid}/{eid} is owned by another proxy ({owner}); retry there")))
-            }
+            Err(Refusal::Owned(owner)) => Err(owned(&owner)),
             Err(Refusal::Failed(e)) => Err(Status::new(Code::Unavailable, format!("storage failed taking the lease of shard {shard}: {e}"))),
         }
     }
@@ -150,6 +159,10 @@ impl Leases {
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Held>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn elsewhere(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (String, Instant)>> {
+        self.elsewhere.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn snapshot(&self) -> Vec<Fence> {
@@ -194,8 +207,13 @@ impl Keeper {
         let sent = Instant::now();
         let epoch = match self.pg.acquire_lease(shard, &self.leases.owner, self.duration).map_err(Refusal::Failed)? {
             Ok(epoch) => epoch,
-            Err(owner) => return Err(Refusal::Owned(owner)),
+            Err(owner) => {
+                let until = Instant::now() + self.duration / MARGIN_DIVISOR;
+                self.leases.elsewhere().insert(shard, (owner.clone(), until));
+                return Err(Refusal::Owned(owner));
+            }
         };
+        self.leases.elsewhere().remove(&shard);
         // The previous owner's events are in the tag log: continue after them.
         self.entities.catch_up_offsets().map_err(Refusal::Failed)?;
         self.leases.held().insert(shard, Held { epoch, until: self.until(sent) });
