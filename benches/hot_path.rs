@@ -170,7 +170,7 @@ fn store_batch(c: &mut Criterion) {
                             events: vec![event.clone()],
                         })
                         .collect();
-                    store.write(0, &batch, sync).unwrap()
+                    store.write(0, &[], &batch, sync).unwrap()
                 })
             });
         }

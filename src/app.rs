@@ -13,7 +13,7 @@ use crate::config::{Config, Durability, StoreKind};
 use crate::discovery::{self, Acceptance, Backoff, EntityKind};
 use crate::runtime;
 use crate::server::tls::{Acceptor, Files};
-use crate::store;
+use crate::store::{self, lease::Leases};
 use crate::userfn::Pool;
 use crate::worker::{self, Control, Shared};
 
@@ -41,7 +41,8 @@ pub fn run(config: Config) -> Result<(), String> {
     let config = &shared.config;
     let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone())?;
 
-    let (store_lanes, storage) = open_store(config, workers)?;
+    let addr = public_addr(config)?;
+    let (store_lanes, storage, leases) = open_store(config, workers, addr)?;
     let accept = Acceptance {
         strict_protocol: config.strict_protocol,
         supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity, EntityKind::Crdt],
@@ -64,8 +65,7 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let _ = shared.router.set(router.clone());
 
-    let addr = public_addr(config)?;
-    let started = worker::start(workers, addr, shared.clone(), router, store_lanes)?;
+    let started = worker::start(workers, addr, shared.clone(), router, store_lanes, leases.clone())?;
     let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
     shared.ready.store(true, Ordering::Release);
     info!(%addr, admin = %admin_addr, workers, "Massa ready");
@@ -90,6 +90,10 @@ pub fn run(config: Config) -> Result<(), String> {
     // The workers held the last lanes: the storage threads finish what was
     // queued and the store closes.
     storage.join(STORE_CLOSE_TIMEOUT);
+    // Nothing writes any more: others may take this proxy's shards at once.
+    if let Some(leases) = leases {
+        leases.release();
+    }
     info!("stopped");
     Ok(())
 }
@@ -134,8 +138,12 @@ fn watch_signals() -> Result<flume::Receiver<i32>, String> {
     Ok(rx)
 }
 
-/// Opens the configured store and starts one storage thread per worker.
-fn open_store(config: &Config, workers: usize) -> Result<(Vec<store::Lanes>, store::StorageThreads), String> {
+type Opened = (Vec<store::Lanes>, store::StorageThreads, Option<Arc<Leases>>);
+
+/// Opens the configured store and starts one storage thread per worker,
+/// and with PostgreSQL (which other proxies may share) the shard leases.
+fn open_store(config: &Config, workers: usize, addr: SocketAddr) -> Result<Opened, String> {
+    let mut postgres = None;
     let (backend, guard): (Box<dyn store::Store>, _) = match config.store {
         StoreKind::Memory => (Box::new(store::MemoryStore::default()), None),
         StoreKind::Rocksdb => {
@@ -147,12 +155,33 @@ fn open_store(config: &Config, workers: usize) -> Result<(Vec<store::Lanes>, sto
         // The server watches its own disk.
         StoreKind::Postgres => {
             let url = config.postgres_url.as_deref().ok_or("--store postgres needs --postgres-url (or MASSA_POSTGRES_URL)")?;
-            (Box::new(store::PostgresStore::open(url).map_err(|e| e.to_string())?) as _, None)
+            let pg = Arc::new(store::PostgresStore::open(url).map_err(|e| e.to_string())?);
+            postgres = Some(pg.clone());
+            (Box::new(pg) as _, None)
         }
     };
-    let entity_store = store::EntityStore::open(backend, guard).map_err(|e| format!("reading the store: {e}"))?;
+    let entity_store = Arc::new(store::EntityStore::open(backend, guard).map_err(|e| format!("reading the store: {e}"))?);
     let dir = (config.store == StoreKind::Rocksdb).then(|| config.data_dir.display().to_string());
     info!(store = ?config.store, dir, durability = ?config.durability, "entity store open");
-    store::spawn_threads(Arc::new(entity_store), workers, config.durability == Durability::Sync)
-        .map_err(|e| format!("starting storage threads: {e}"))
+    let leases = match postgres {
+        None => None,
+        Some(pg) => {
+            let owner = config.advertise_address.clone().unwrap_or_else(|| format!("{}:{}", hostname(), addr.port()));
+            Some(Leases::start(pg, entity_store.clone(), owner, config.shards, config.lease_duration).map_err(|e| format!("shard leases: {e}"))?)
+        }
+    };
+    let (lanes, threads) = store::spawn_threads(entity_store, workers, config.durability == Durability::Sync)
+        .map_err(|e| format!("starting storage threads: {e}"))?;
+    Ok((lanes, threads, leases))
+}
+
+/// This machine's host name (`localhost` if it has none).
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its length; the name is NUL-terminated on success.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "localhost".to_owned();
+    }
+    let name = std::ffi::CStr::from_bytes_until_nul(&buf).map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.is_empty() { "localhost".to_owned() } else { name }
 }

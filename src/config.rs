@@ -133,6 +133,21 @@ pub struct Config {
     #[arg(long, env = "MASSA_POSTGRES_URL")]
     pub postgres_url: Option<String>,
 
+    /// Lease shards the entity key space is split into (`--store
+    /// postgres`); fixed for a cluster on its first start.
+    #[arg(long, env = "MASSA_SHARDS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub shards: u32,
+
+    /// How long a shard lease lasts unrenewed (by the database clock); a
+    /// crashed proxy's entities are taken over after at most this long.
+    #[arg(long, env = "MASSA_LEASE_DURATION", default_value = "10s", value_parser = parse_lease_duration)]
+    pub lease_duration: Duration,
+
+    /// How other proxies name (and will reach) this one as a lease owner;
+    /// default `hostname:http-port`.
+    #[arg(long, env = "MASSA_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+
     /// RocksDB data directory.
     #[arg(long, env = "MASSA_DATA_DIR", default_value = "./massa-data")]
     pub data_dir: PathBuf,
@@ -340,6 +355,15 @@ fn file_defaults(text: &str) -> Result<Vec<(String, String)>, String> {
             Ok((k, v))
         })
         .collect()
+}
+
+/// A lease duration: long enough to be renewed a few times over.
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(300) {
+        return Err(format!("{s} is too short for a lease (at least 300ms: it is renewed every third of it)"));
+    }
+    Ok(d)
 }
 
 /// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.

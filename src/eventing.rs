@@ -449,7 +449,7 @@ impl OffsetSaver {
         while self.saved.get() < self.wanted.get() {
             let offset = self.wanted.get();
             let write = Write::ConsumerOffset { persistence_id: self.persistence_id.clone(), group: self.group.clone(), offset };
-            match self.store.commit(vec![write]).await {
+            match self.store.commit(vec![write], None).await {
                 Ok(()) => self.saved.set(offset),
                 Err(status) => {
                     let delay = backoff.next_delay(jitter());

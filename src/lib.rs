@@ -43,7 +43,8 @@
 //! - [`crdt`]: the CRDT types the proxy owns for CRDT entities: deltas,
 //!   initial deltas, storage encoding, merge.
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.
-//! - [`store`]: RocksDB and in-memory stores, storage threads, group commit.
+//! - [`store`]: RocksDB, PostgreSQL and in-memory stores, storage threads,
+//!   group commit; [`store::lease`]: shard leases with fencing (PostgreSQL).
 //! - [`effects`]: forwards and side effects.
 //! - [`eventing`]: event-log consumers (events as action commands, stored
 //!   offsets).

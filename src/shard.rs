@@ -2,7 +2,7 @@
 //!
 //! An entity lives on exactly one core: `hash(persistence id, entity id)
 //! mod workers`, with a hash that is stable across processes and versions
-//! (FNV-1a), so a key always lands on the same core for a given worker
+//! ([`entity_hash`](crate::store::keys::entity_hash)), so a key always lands on the same core for a given worker
 //! count. A command that arrives on another core crosses over once, as an
 //! [`Envelope`] of owned bytes on a bounded channel, and its answer comes
 //! back on a oneshot (a streamed call's, on a bounded channel). That is
@@ -17,13 +17,7 @@ pub const MAILBOX_CAPACITY: usize = 4096;
 
 /// The owning core of an entity.
 pub fn owner(persistence_id: &str, entity_id: &str, cores: usize) -> usize {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    for b in persistence_id.bytes().chain([0]).chain(entity_id.bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
-    }
-    (h % cores.max(1) as u64) as usize
+    (crate::store::keys::entity_hash(persistence_id, entity_id) % cores.max(1) as u64) as usize
 }
 
 /// A command for an entity owned by another core.

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::entity::cache::StateCache;
 use crate::entity::stateful::{self, Entities};
 use crate::shard::Envelope;
-use crate::store::{self, StoreHandle};
+use crate::store::{self, lease::Leases, StoreHandle};
 use crate::userfn::Endpoint;
 use crate::discovery::{EntityKind, Router};
 use crate::eventing;
@@ -94,6 +94,8 @@ pub struct Core {
     pub connections: Connections,
     /// This core's storage thread, with group commit.
     pub store: Rc<StoreHandle>,
+    /// This proxy's shard leases, when proxies share the store.
+    pub leases: Option<Arc<Leases>>,
     /// Entities this core owns.
     pub entities: Entities,
     /// State of this core's recently passivated entities.
@@ -134,6 +136,7 @@ impl Core {
             shutdown: Notify::new(),
             connections: Connections::default(),
             store: StoreHandle::new(wiring.store_lanes[id].clone()),
+            leases: wiring.leases.clone(),
             entities: Entities::default(),
             cache: RefCell::new(cache),
             mailboxes: wiring.mailboxes.clone(),
@@ -163,6 +166,7 @@ impl Core {
 pub struct Wiring {
     pub mailboxes: Vec<flume::Sender<Envelope>>,
     pub store_lanes: Vec<store::Lanes>,
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// A started worker thread.
@@ -179,10 +183,11 @@ pub fn start(
     shared: Arc<Shared>,
     router: Arc<Router>,
     store_lanes: Vec<store::Lanes>,
+    leases: Option<Arc<Leases>>,
 ) -> Result<Vec<Worker>, String> {
     let cpus = runtime::allowed_cpus();
     let (mailboxes, inboxes) = crate::shard::mailboxes(count);
-    let wiring = Arc::new(Wiring { mailboxes, store_lanes });
+    let wiring = Arc::new(Wiring { mailboxes, store_lanes, leases });
     let mut inboxes = inboxes.into_iter();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
     let mut workers = Vec::with_capacity(count);

@@ -69,17 +69,29 @@ async fn next(r: &mut CallResponse) -> Result<Option<Response>, Status> {
 
 #[test]
 fn crdt_states_and_tombstones_survive_a_proxy_restart() {
+    let data = TempDir::new("crdt");
+    states_and_tombstones_survive_a_restart(&["--data-dir", data.path()]);
+}
+
+/// The same on PostgreSQL, where every write is fenced by its shard's
+/// lease (the restarted proxy has the same name, so it takes them back).
+#[test]
+fn crdt_states_and_tombstones_survive_a_proxy_restart_on_postgres() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.url();
+    states_and_tombstones_survive_a_restart(&["--store", "postgres", "--postgres-url", &url, "--advertise-address", "replica-1"]);
+}
+
+fn states_and_tombstones_survive_a_restart(flags: &[&str]) {
     let fn_port = free_port();
     let _f = start_tck_model_with(fn_port, &["--only", "crdt"]);
-    let data = TempDir::new("crdt");
-    let flags = ["--data-dir", data.path()];
     let map_entry = |n| OrMapEntryValue { key: "GCounter-a".into(), value: Some(State { value: Some(Value::Gcounter(GCounterValue { value: n })) }) };
     let bump = |n| {
         let u = Update { update: Some(U::Gcounter(GCounterUpdate { increment: n })), ..Default::default() };
         let entry = OrMapEntryUpdate { key: "GCounter-a".into(), update: Some(Box::new(u)) };
         update(U::Ormap(Box::new(OrMapUpdate { action: Some(or_map_update::Action::Update(Box::new(entry))) })))
     };
-    let m = start_massa(fn_port, &flags);
+    let m = start_massa(fn_port, flags);
     run(async {
         let c = Client::new(m.port);
         let pn = |change| update(U::Pncounter(PnCounterUpdate { change }));
@@ -93,7 +105,7 @@ fn crdt_states_and_tombstones_survive_a_proxy_restart() {
         assert_eq!((err.code, err.message.as_str()), (Code::Unknown, "Entity deleted"));
     });
     drop(m);
-    let m = start_massa(fn_port, &flags);
+    let m = start_massa(fn_port, flags);
     run(async {
         let c = Client::new(m.port);
         let pn = process(&c, &q("PNCounter-d", vec![])).await.unwrap();

@@ -175,7 +175,7 @@ fn a_format_one_data_directory_is_migrated_and_a_foreign_one_refused() {
             ops.push(massa::store::Op::Put(k, v));
         }
         ops.push(massa::store::Op::Put(b"o".to_vec(), 2u64.to_be_bytes().to_vec()));
-        kv.commit(ops, true).unwrap();
+        kv.commit(ops, &[], true).unwrap();
     }
     let fn_port = free_port();
     let _f = start_example_fn(fn_port, &["--snapshot-every", "0"]);
@@ -189,7 +189,7 @@ fn a_format_one_data_directory_is_migrated_and_a_foreign_one_refused() {
     drop(m);
 
     let foreign = TempDir::new("foreign-dir");
-    RocksStore::open(&foreign.0).unwrap().commit(vec![massa::store::Op::Put(b"hello".to_vec(), b"x".to_vec())], true).unwrap();
+    RocksStore::open(&foreign.0).unwrap().commit(vec![massa::store::Op::Put(b"hello".to_vec(), b"x".to_vec())], &[], true).unwrap();
     let mut m = spawn_massa(fn_port, &["--data-dir", foreign.path()]);
     assert_ne!(m.proc.must_exit(), 0);
     assert!(m.proc.log().contains("not Massa's"), "{}", m.proc.log());
@@ -603,7 +603,7 @@ fn corrupt_stored_data_is_data_loss_and_shutdown_closes_the_store() {
         let kv = RocksStore::open(&data.0).unwrap();
         let mut key = massa::store::keys::events_of("shopping-cart", "broken");
         key.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1]);
-        kv.commit(vec![massa::store::Op::Put(key, b"junk".to_vec())], true).unwrap();
+        kv.commit(vec![massa::store::Op::Put(key, b"junk".to_vec())], &[], true).unwrap();
     }
     let fn_port = free_port();
     let _f = start_example_fn(fn_port, &[]);

@@ -3,13 +3,15 @@
 //! cache of that core is the only copy that can be stale, and it never is:
 //! entries are taken out on activation and put back, current, on
 //! passivation. Re-activating a recently idle entity then skips storage.
+//! With shard leases, an entry is good only under the lease it was cached
+//! under: once the lease was lost, another proxy may have written.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
 use super::crdt_store::Durable;
-use crate::store::Journal;
+use crate::store::{Fence, Journal};
 
 /// What activation would otherwise read from storage.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +51,8 @@ pub struct CacheStats {
 
 pub struct StateCache {
     capacity: usize,
-    entries: HashMap<(usize, String), (Cached, u64)>,
+    /// State, insertion tick, and the lease it is good under.
+    entries: HashMap<(usize, String), (Cached, u64, Option<Fence>)>,
     /// Insertion tick → key, oldest first.
     order: BTreeMap<u64, (usize, String)>,
     tick: u64,
@@ -61,16 +64,20 @@ impl StateCache {
         StateCache { capacity, entries: HashMap::new(), order: BTreeMap::new(), tick: 0, stats: CacheStats::default() }
     }
 
-    /// Takes an entity's state out (it becomes active and owns it again).
-    pub fn take(&mut self, key: &(usize, String)) -> Option<Cached> {
-        match self.entries.remove(key) {
-            Some((cached, tick)) => {
-                self.order.remove(&tick);
-                self.stats.bytes -= cached.size(key);
+    /// Takes an entity's state out (it becomes active and owns it again),
+    /// if it was cached under the same lease.
+    pub fn take(&mut self, key: &(usize, String), lease: Option<Fence>) -> Option<Cached> {
+        let found = self.entries.remove(key).map(|(cached, tick, cached_under)| {
+            self.order.remove(&tick);
+            self.stats.bytes -= cached.size(key);
+            (cached, cached_under)
+        });
+        match found {
+            Some((cached, under)) if under == lease => {
                 self.stats.hits += 1;
                 Some(cached)
             }
-            None => {
+            _ => {
                 self.stats.misses += 1;
                 None
             }
@@ -78,9 +85,9 @@ impl StateCache {
     }
 
     /// Keeps a passivated entity's state, evicting the oldest to fit.
-    pub fn put(&mut self, key: (usize, String), cached: Cached) {
+    pub fn put(&mut self, key: (usize, String), cached: Cached, lease: Option<Fence>) {
         let size = cached.size(&key);
-        if let Some((old, tick)) = self.entries.remove(&key) {
+        if let Some((old, tick, _)) = self.entries.remove(&key) {
             self.order.remove(&tick);
             self.stats.bytes -= old.size(&key);
         }
@@ -89,14 +96,14 @@ impl StateCache {
         }
         while self.stats.bytes + size > self.capacity {
             let Some((_, oldest)) = self.order.pop_first() else { break };
-            if let Some((evicted, _)) = self.entries.remove(&oldest) {
+            if let Some((evicted, ..)) = self.entries.remove(&oldest) {
                 self.stats.bytes -= evicted.size(&oldest);
                 self.stats.evictions += 1;
             }
         }
         self.tick += 1;
         self.order.insert(self.tick, key.clone());
-        self.entries.insert(key, (cached, self.tick));
+        self.entries.insert(key, (cached, self.tick, lease));
         self.stats.bytes += size;
     }
 
@@ -118,15 +125,28 @@ mod tests {
         let key = |s: &str| (0, s.to_owned());
         let one = value(100).size(&key("a"));
         let mut c = StateCache::new(one * 2);
-        c.put(key("a"), value(100));
-        c.put(key("b"), value(100));
-        c.put(key("c"), value(100));
-        assert_eq!(c.take(&key("a")), None, "oldest evicted");
-        assert_eq!(c.take(&key("c")), Some(value(100)));
-        assert_eq!(c.take(&key("c")), None, "taken out on activation");
+        c.put(key("a"), value(100), None);
+        c.put(key("b"), value(100), None);
+        c.put(key("c"), value(100), None);
+        assert_eq!(c.take(&key("a"), None), None, "oldest evicted");
+        assert_eq!(c.take(&key("c"), None), Some(value(100)));
+        assert_eq!(c.take(&key("c"), None), None, "taken out on activation");
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.evictions, s.bytes), (1, 2, 1, one));
-        c.put(key("huge"), value(one * 3));
-        assert_eq!(c.take(&key("huge")), None, "larger than the cache: not kept");
+        c.put(key("huge"), value(one * 3), None);
+        assert_eq!(c.take(&key("huge"), None), None, "larger than the cache: not kept");
+    }
+
+    #[test]
+    fn state_cached_under_a_lease_is_not_used_under_another() {
+        let key = (0, "a".to_owned());
+        let (old, new) = (Fence { shard: 3, epoch: 1 }, Fence { shard: 3, epoch: 2 });
+        let mut c = StateCache::new(1 << 20);
+        c.put(key.clone(), value(10), Some(old));
+        assert_eq!(c.take(&key, Some(new)), None, "another proxy may have written in between");
+        assert_eq!(c.take(&key, Some(old)), None, "and the stale entry is gone");
+        c.put(key.clone(), value(10), Some(new));
+        assert_eq!(c.take(&key, Some(new)), Some(value(10)));
+        assert_eq!(c.stats().bytes, 0);
     }
 }

@@ -41,6 +41,7 @@ use crate::proto::cloudstate::crdt::{
 use crate::proto::cloudstate::{Command, Failure, SideEffect, StreamCancelled};
 use crate::proto::google::protobuf::Any;
 use crate::runtime::queue;
+use crate::store::Fence;
 use crate::userfn::{upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -196,6 +197,8 @@ enum Stop {
 /// One activation's state.
 struct Live<'a> {
     core: &'a Rc<Core>,
+    /// The shard lease the entity activated under.
+    fence: Option<Fence>,
     svc: &'a EntityService,
     entity_id: &'a str,
     link: Link,
@@ -223,6 +226,7 @@ pub(super) async fn session(
     rx: &queue::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
+    fence: Option<Fence>,
 ) -> End {
     let entity_id = key.1.as_str();
     let loaded = match cached {
@@ -247,6 +251,7 @@ pub(super) async fn session(
     idle.overdue.set(false);
     let live = Live {
         core,
+        fence,
         svc,
         entity_id,
         link,
@@ -288,6 +293,10 @@ impl Live<'_> {
                 Event::Queue(Some(Msg::Command(cmd))) => {
                     idle.asked.set(false);
                     idle.dequeued(&cmd);
+                    if let Some(status) = stateful::lease_lost(self.core, self.fence) {
+                        cmd.reply.finish(Err(status.clone()));
+                        return End::Crashed(status);
+                    }
                     self.command(cmd.route, cmd.payload, cmd.reply).await
                 }
                 Event::Queue(Some(Msg::Passivate)) => {
@@ -411,7 +420,7 @@ impl Live<'_> {
         if let Some(write) = write {
             // A failed commit crashes the entity, so the next activation
             // reads what storage holds: nothing to roll back here.
-            if let Err(status) = Box::pin(self.core.store.commit(vec![write])).await {
+            if let Err(status) = Box::pin(stateful::commit(self.core, vec![write], self.fence)).await {
                 for release in releases {
                     if let Release::Reply { reply, .. } = release {
                         reply.finish(Err(status.clone()));

@@ -121,7 +121,7 @@ mod tests {
         let mut applied = AppliedDeltas::default();
         applied.push(delta, writer);
         let write = durable.write("sets", "s", &applied);
-        store.write(0, std::slice::from_ref(&write), true).unwrap();
+        store.write(0, &[], std::slice::from_ref(&write), true).unwrap();
         write
     }
 
@@ -155,7 +155,7 @@ mod tests {
         }
         assert!(durable.logged > 0);
         let write = durable.tombstone("sets", "s");
-        store.write(0, std::slice::from_ref(&write), true).unwrap();
+        store.write(0, &[], std::slice::from_ref(&write), true).unwrap();
         let records = store.read_crdt("sets", "s").unwrap();
         assert!(records.deltas.is_empty(), "the log went with the tombstone");
         assert_eq!(Durable::load(records).unwrap(), None, "deleted");

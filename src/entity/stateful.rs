@@ -32,7 +32,7 @@ use crate::proto::cloudstate::{Command, SideEffect};
 use crate::proto::google::protobuf::Any;
 use crate::runtime::queue;
 use crate::shard::{self, Envelope};
-use crate::store::Write;
+use crate::store::{Fence, Write};
 use crate::userfn::{upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -549,12 +549,24 @@ impl Stream {
 async fn run(core: Rc<Core>, key: EntityKey, rx: queue::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let (service, entity_id) = (key.0, key.1.as_str());
     let svc = &core.router.services()[service];
-    let mut cached = core.cache.borrow_mut().take(&key);
+    let fence = match &core.leases {
+        None => None,
+        Some(leases) => match Box::pin(leases.acquire(&svc.persistence_id, entity_id)).await {
+            Ok(fence) => Some(fence),
+            // Another proxy owns it: refuse what is queued, as is.
+            Err(status) => {
+                core.entities.remove(service, entity_id, generation);
+                fail_queued(&rx, &status);
+                return core.entities.release_slot();
+            }
+        },
+    };
+    let mut cached = core.cache.borrow_mut().take(&key, fence);
     let end = loop {
         let end = match svc.kind {
             // Boxed: the larger CRDT loop does not grow every entity's task.
-            EntityKind::Crdt => Box::pin(crdt::session(&core, svc, &key, &rx, &idle, cached)).await,
-            _ => session(&core, svc, &key, &rx, &idle, cached).await,
+            EntityKind::Crdt => Box::pin(crdt::session(&core, svc, &key, &rx, &idle, cached, fence)).await,
+            _ => session(&core, svc, &key, &rx, &idle, cached, fence).await,
         };
         match end {
             End::Restart(state) => cached = state,
@@ -569,7 +581,7 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: queue::Receiver<Msg>, generatio
         End::Passivated(stream, state) => {
             debug!(service = %svc.name, entity = %entity_id, "passivated");
             if let Some(state) = state {
-                core.cache.borrow_mut().put(key.clone(), state);
+                core.cache.borrow_mut().put(key.clone(), state, fence);
             }
             Box::pin(stream.close(core.max_message_size())).await;
         }
@@ -579,7 +591,7 @@ async fn run(core: Rc<Core>, key: EntityKey, rx: queue::Receiver<Msg>, generatio
         }
         End::Deleted(stream) => {
             debug!(service = %svc.name, entity = %entity_id, "deleted");
-            core.cache.borrow_mut().put(key.clone(), Cached::CrdtDeleted);
+            core.cache.borrow_mut().put(key.clone(), Cached::CrdtDeleted, fence);
             fail_queued(&rx, &crdt::deleted());
             if let Some(stream) = stream {
                 Box::pin(stream.close(core.max_message_size())).await;
@@ -626,6 +638,7 @@ async fn session(
     rx: &queue::Receiver<Msg>,
     idle: &Idle,
     cached: Option<Cached>,
+    fence: Option<Fence>,
 ) -> End {
     let (mut session, mut stream) = match Box::pin(activate(core, svc, &key.1, cached)).await {
         Ok(opened) => opened,
@@ -656,9 +669,13 @@ async fn session(
         idle.overdue.set(false);
         idle.since.set(Some(Instant::now()));
         idle.dequeued(&cmd);
+        if let Some(status) = lease_lost(core, fence) {
+            cmd.reply.finish(Err(status.clone()));
+            return End::Crashed(status);
+        }
         let id = next_id;
         next_id += 1;
-        match Box::pin(command(core, &key.1, idle, &mut session, &mut stream, cmd, id)).await {
+        match Box::pin(command(core, &key.1, idle, &mut session, &mut stream, cmd, id, fence)).await {
             Ok(false) => {}
             Ok(true) => {
                 Box::pin(stream.close(core.max_message_size())).await;
@@ -680,6 +697,7 @@ async fn command(
     stream: &mut Stream,
     cmd: Cmd,
     id: i64,
+    fence: Option<Fence>,
 ) -> Result<bool, Status> {
     let route = &core.router.routes()[cmd.route];
     let max = core.max_message_size();
@@ -723,7 +741,7 @@ async fn command(
         }
     };
     if !decision.writes.is_empty() {
-        if let Err(status) = core.store.commit(decision.writes).await {
+        if let Err(status) = commit(core, decision.writes, fence).await {
             cmd.reply.finish(Err(status.clone()));
             return Err(status);
         }
@@ -731,6 +749,28 @@ async fn command(
     }
     cmd.reply.finish(Ok(decision.answer));
     Ok(decision.restart)
+}
+
+/// Persists an entity's writes under its lease; a failure may mean the
+/// lease is lost, so the lease thread looks at once.
+pub(super) async fn commit(core: &Core, writes: Vec<Write>, fence: Option<Fence>) -> Result<(), Status> {
+    let result = core.store.commit(writes, fence).await;
+    if let (Err(_), Some(leases), Some(fence)) = (&result, &core.leases, fence) {
+        leases.check(fence);
+    }
+    result
+}
+
+/// An entity whose lease is gone must not serve another command from its
+/// in-memory state: another proxy may own it now.
+pub(super) fn lease_lost(core: &Core, fence: Option<Fence>) -> Option<Status> {
+    let (leases, fence) = (core.leases.as_ref()?, fence?);
+    (!leases.holds(fence)).then(|| {
+        Status::new(
+            Code::Unavailable,
+            format!("lease lost: shard {} (epoch {}) is no longer this proxy's; retry the command", fence.shard, fence.epoch),
+        )
+    })
 }
 
 pub(super) fn terminated() -> Status {

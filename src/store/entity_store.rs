@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{keys, migrate, CrdtRecords, Journal, Op, Store, TaggedEvent, Write};
+use super::{keys, migrate, CrdtRecords, Fence, Journal, Op, Store, TaggedEvent, Write};
 
 /// Upper bound on events read back in one activation scan step.
 const SCAN_STEP: usize = 4096;
@@ -87,10 +87,7 @@ impl EntityStore {
     /// Opens the store, migrating or refusing an older layout first.
     pub fn open(kv: Box<dyn Store>, guard: Option<SpaceGuard>) -> io::Result<EntityStore> {
         migrate::ensure_format(kv.as_ref())?;
-        let mut last = 0;
-        for (k, v) in kv.scan(keys::OFFSETS, keys::OFFSETS, usize::MAX)? {
-            last = last.max(keys::trailing_u64(&v).ok_or_else(|| corrupt("offset mark", "", &format!("{k:?}")))?);
-        }
+        let last = last_written_offset(kv.as_ref())?;
         let committed = Committed { through: last, ahead: BTreeMap::new() };
         Ok(EntityStore {
             kv,
@@ -159,12 +156,13 @@ impl EntityStore {
         }
     }
 
-    /// Applies a batch atomically for storage writer `writer`; its events
-    /// get consecutive global offsets.
-    pub fn write(&self, writer: u16, batch: &[Write], sync: bool) -> io::Result<()> {
+    /// Applies a batch atomically for storage writer `writer`, provided
+    /// every lease of `fence` is still this proxy's; its events get
+    /// consecutive global offsets.
+    pub fn write(&self, writer: u16, fence: &[Fence], batch: &[Write], sync: bool) -> io::Result<()> {
         let count: u64 = batch.iter().map(|w| if let Write::Events { events, .. } = w { events.len() as u64 } else { 0 }).sum();
         let first = self.last_offset.fetch_add(count, Ordering::Relaxed) + 1;
-        let result = self.commit(writer, batch, first, count, sync);
+        let result = self.commit(writer, fence, batch, first, count, sync);
         if count > 0 {
             self.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(first, first + count - 1);
             // A full channel already holds a wake-up; a closed one is a
@@ -183,7 +181,21 @@ impl EntityStore {
         rx
     }
 
-    fn commit(&self, writer: u16, batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
+    /// Moves the tag-log counter past every offset another process has
+    /// written (called when this proxy takes a shard over, so its events
+    /// follow the previous owner's instead of colliding with them). The
+    /// skipped offsets count as finished: they are committed, elsewhere.
+    pub fn catch_up_offsets(&self) -> io::Result<()> {
+        let stored = last_written_offset(self.kv.as_ref())?;
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.last_offset.fetch_max(stored, Ordering::Relaxed);
+        if stored > before {
+            committed.finish(before + 1, stored);
+        }
+        Ok(())
+    }
+
+    fn commit(&self, writer: u16, fence: &[Fence], batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
         let mut ops = Vec::with_capacity(batch.len() * 2 + 1);
         let mut offset = first;
         // One time for the whole batch: its events become durable together.
@@ -228,7 +240,7 @@ impl EntityStore {
             });
             guard.check(incoming.sum::<usize>() as u64)?;
         }
-        self.kv.commit(ops, sync)
+        self.kv.commit(ops, fence, sync)
     }
 
     /// Events of one persistence id from `from_offset` on, in offset order.
@@ -287,6 +299,15 @@ impl EntityStore {
     fn committed_through(&self) -> u64 {
         self.committed.lock().unwrap_or_else(|p| p.into_inner()).through
     }
+}
+
+/// The highest tag-log offset any storage writer has marked as written.
+fn last_written_offset(kv: &dyn Store) -> io::Result<u64> {
+    let mut last = 0;
+    for (k, v) in kv.scan(keys::OFFSETS, keys::OFFSETS, usize::MAX)? {
+        last = last.max(keys::trailing_u64(&v).ok_or_else(|| corrupt("offset mark", "", &format!("{k:?}")))?);
+    }
+    Ok(last)
 }
 
 /// Wall-clock microseconds since the Unix epoch (0 if the clock is before it).

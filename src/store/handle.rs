@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_channel::oneshot;
 use tracing::{error, info, warn};
 
-use super::{CrdtRecords, EntityStore, Journal, TaggedEvent, Write};
+use super::{CrdtRecords, EntityStore, Fence, Journal, TaggedEvent, Write};
 use crate::grpc::{Code, Status};
 
 /// Storage threads run short, shallow calls into the engine.
@@ -36,7 +36,7 @@ enum Job {
     ReadConsumerOffset { pid: String, group: String, done: oneshot::Sender<io::Result<u64>> },
     WatchTags { done: oneshot::Sender<flume::Receiver<()>> },
     ReadCrdt { pid: String, eid: String, done: oneshot::Sender<io::Result<CrdtRecords>> },
-    Write { batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
+    Write { fence: Vec<Fence>, batch: Vec<Write>, done: oneshot::Sender<io::Result<()>> },
     /// Finish: sent at shutdown after everything queued before it.
     Stop,
 }
@@ -91,7 +91,7 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
                     Job::ReadConsumerOffset { pid, group, done } => drop(done.send(store.consumer_offset(&pid, &group))),
                     Job::WatchTags { done } => drop(done.send(store.watch_tags())),
                     Job::ReadCrdt { pid, eid, done } => drop(done.send(store.read_crdt(&pid, &eid))),
-                    Job::Write { batch, done } => drop(done.send(store.write(writer, &batch, sync))),
+                    Job::Write { fence, batch, done } => drop(done.send(store.write(writer, &fence, &batch, sync))),
                     Job::Stop => break,
                 }
             }
@@ -110,6 +110,8 @@ pub fn spawn_threads(store: Arc<EntityStore>, cores: usize, sync: bool) -> io::R
 #[derive(Default)]
 struct Pending {
     writes: Vec<Write>,
+    /// The leases the writes were issued under, each once.
+    fence: Vec<Fence>,
     waiters: Vec<oneshot::Sender<Result<(), Status>>>,
     flushing: bool,
 }
@@ -174,12 +176,16 @@ impl StoreHandle {
     }
 
     /// Resolves once `writes` are durable (at the configured level) as part
-    /// of this core's next batch.
-    pub async fn commit(self: &Rc<Self>, writes: Vec<Write>) -> Result<(), Status> {
+    /// of this core's next batch. With a `fence`, that batch commits only
+    /// if this proxy still holds the lease the writes were issued under.
+    pub async fn commit(self: &Rc<Self>, writes: Vec<Write>, fence: Option<Fence>) -> Result<(), Status> {
         let (tx, rx) = oneshot::channel();
         {
             let mut p = self.pending.borrow_mut();
             p.writes.extend(writes);
+            if let Some(fence) = fence.filter(|f| !p.fence.contains(f)) {
+                p.fence.push(fence);
+            }
             p.waiters.push(tx);
             if !p.flushing {
                 p.flushing = true;
@@ -193,16 +199,16 @@ impl StoreHandle {
     /// task yields, so every write issued in the same tick joins the batch.
     async fn flush(self: Rc<Self>) {
         loop {
-            let (batch, waiters) = {
+            let (batch, fence, waiters) = {
                 let mut p = self.pending.borrow_mut();
                 if p.waiters.is_empty() {
                     p.flushing = false;
                     return;
                 }
-                (std::mem::take(&mut p.writes), std::mem::take(&mut p.waiters))
+                (std::mem::take(&mut p.writes), std::mem::take(&mut p.fence), std::mem::take(&mut p.waiters))
             };
             let (done, rx) = oneshot::channel();
-            let result = match self.lanes.writes.send(Job::Write { batch, done }) {
+            let result = match self.lanes.writes.send(Job::Write { fence, batch, done }) {
                 Ok(()) => rx.await.unwrap_or_else(|_| Err(io::Error::other("storage thread stopped"))),
                 Err(_) => Err(io::Error::other("storage thread stopped")),
             };

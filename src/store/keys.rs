@@ -57,6 +57,18 @@ fn entity(prefix: u8, pid: &str, eid: &str, tail: usize) -> Key {
     Key::new(prefix, 8 + pid.len() + eid.len() + tail).str(pid).str(eid)
 }
 
+/// A hash of an entity's key that is stable across processes and versions
+/// (FNV-1a): which core owns the entity, and which lease shard it is in.
+pub fn entity_hash(pid: &str, eid: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    for b in pid.bytes().chain([0]).chain(eid.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    h
+}
+
 pub fn event(pid: &str, eid: &str, seq: u64) -> Vec<u8> {
     entity(b'E', pid, eid, 8).u64(seq).0
 }

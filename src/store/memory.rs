@@ -8,7 +8,7 @@ use std::{
     sync::Mutex,
 };
 
-use super::{already_written, Op, Store};
+use super::{already_written, Fence, Op, Store};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -30,7 +30,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn commit(&self, ops: Vec<Op>, _sync: bool) -> io::Result<()> {
+    fn commit(&self, ops: Vec<Op>, _fence: &[Fence], _sync: bool) -> io::Result<()> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         // Whether each key the batch touches exists after its earlier ops:
         // an insert is checked before anything is applied (all or nothing).

@@ -63,10 +63,10 @@ pub fn ensure_format(kv: &dyn Store) -> io::Result<()> {
                 warn!("data directory in format 1 (NUL-separated keys): rewriting it to format 2; this is one-way");
             }
             migrated += (ops.len() / 2) as u64;
-            kv.commit(ops, true)?;
+            kv.commit(ops, &[], true)?;
         }
     }
-    kv.commit(vec![Op::Put(keys::FORMAT_KEY.to_vec(), keys::FORMAT.to_vec())], true)?;
+    kv.commit(vec![Op::Put(keys::FORMAT_KEY.to_vec(), keys::FORMAT.to_vec())], &[], true)?;
     if migrated > 0 {
         info!(keys = migrated, "data directory migrated to format 2");
     }
@@ -138,13 +138,13 @@ mod tests {
         ensure_format(&kv).unwrap();
 
         let foreign = MemoryStore::default();
-        foreign.commit(vec![Op::Put(b"hello".to_vec(), b"world".to_vec())], true).unwrap();
+        foreign.commit(vec![Op::Put(b"hello".to_vec(), b"world".to_vec())], &[], true).unwrap();
         let e = ensure_format(&foreign).unwrap_err();
         assert!(e.to_string().contains("not Massa's"), "{e}");
         assert_eq!(foreign.get(keys::FORMAT_KEY).unwrap(), None, "nothing written");
 
         let newer = MemoryStore::default();
-        newer.commit(vec![Op::Put(keys::FORMAT_KEY.to_vec(), b"massa-store 9".to_vec())], true).unwrap();
+        newer.commit(vec![Op::Put(keys::FORMAT_KEY.to_vec(), b"massa-store 9".to_vec())], &[], true).unwrap();
         assert!(ensure_format(&newer).unwrap_err().to_string().contains("massa-store 9"));
     }
 
@@ -158,7 +158,7 @@ mod tests {
         }
         // As if an earlier start had been interrupted after one step.
         ops.push(Op::Put(keys::event("cart", "W", 1), b"w1".to_vec()));
-        kv.commit(ops, true).unwrap();
+        kv.commit(ops, &[], true).unwrap();
         ensure_format(&kv).unwrap();
         let all = kv.scan(b"", b"", usize::MAX).unwrap();
         assert!(all.iter().all(|(k, _)| k[0].is_ascii_uppercase()), "no format-1 key left");

@@ -11,10 +11,14 @@
 //! `--workers` needs no migration. Each core has two storage threads: a
 //! writer (group commit) and a reader, so activations never queue behind an
 //! fsync.
+//!
+//! With PostgreSQL, several proxies may share the store: [`lease`] decides
+//! which one writes each entity, and every batch is fenced by it.
 
 pub mod keys;
 mod entity_store;
 mod handle;
+pub mod lease;
 mod memory;
 mod migrate;
 mod postgres;
@@ -86,6 +90,14 @@ pub enum Op {
     Delete(Vec<u8>),
 }
 
+/// A shard lease a batch was issued under: the batch commits only if this
+/// proxy still holds `shard` at `epoch` when it commits (see [`lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub shard: u32,
+    pub epoch: i64,
+}
+
 /// The error of a batch whose [`Op::Insert`] found its key taken.
 fn already_written(engine: &str, detail: &str) -> io::Error {
     io::Error::new(
@@ -100,8 +112,25 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>>;
     /// Up to `limit` entries with keys `>= start` that begin with `prefix`.
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// Applies all ops atomically; `sync` asks for fsync before returning.
-    fn commit(&self, ops: Vec<Op>, sync: bool) -> io::Result<()>;
+    /// Applies all ops atomically, in the same transaction as checking
+    /// every `fence` (stores without leases get none); `sync` asks for
+    /// fsync before returning.
+    fn commit(&self, ops: Vec<Op>, fence: &[Fence], sync: bool) -> io::Result<()>;
+}
+
+/// One store shared by the storage threads and the lease thread.
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn get(&self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        (**self).get(key)
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        (**self).scan(prefix, start, limit)
+    }
+
+    fn commit(&self, ops: Vec<Op>, fence: &[Fence], sync: bool) -> io::Result<()> {
+        (**self).commit(ops, fence, sync)
+    }
 }
 
 /// An event as the global, per-persistence-id ordered log sees it.

@@ -12,6 +12,13 @@
 //! executor ever waits on the server. One batch is one transaction, durable
 //! when COMMIT returns (`synchronous_commit` off for `--durability async`).
 //!
+//! The same database holds the shard leases of [`super::lease`]
+//! (`massa_leases`, `massa_settings`): a fenced batch checks, right after
+//! BEGIN, that its leases still have the epochs it was issued under, and
+//! holds those rows `FOR SHARE` until COMMIT, so a takeover (which bumps
+//! the epoch) waits for the batches in flight and every later batch of the
+//! old owner fails.
+//!
 //! When the server goes away, calls fail with an error naming PostgreSQL
 //! and its address, and later calls reconnect. Failed connects back off
 //! (doubling up to [`MAX_BACKOFF`]) and calls in between fail at once, so a
@@ -28,12 +35,16 @@ use std::{
 use postgres::{config::Host, error::SqlState, Client, NoTls, Statement, Transaction};
 use tracing::{info, warn};
 
-use super::{already_written, Op, Store};
+use super::{already_written, Fence, Op, Store};
 
 /// Schema migrations in order: version `n` is `MIGRATIONS[n - 1]`. Applied
 /// at start in one transaction under an advisory lock, each recorded in
 /// `massa_schema`, so concurrent starts agree and a newer schema is refused.
-const MIGRATIONS: &[&str] = &["CREATE TABLE massa_kv (key bytea PRIMARY KEY, value bytea NOT NULL)"];
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE massa_kv (key bytea PRIMARY KEY, value bytea NOT NULL)",
+    "CREATE TABLE massa_leases (shard integer PRIMARY KEY, owner text NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL); \
+     CREATE TABLE massa_settings (name text PRIMARY KEY, value text NOT NULL)",
+];
 
 /// The advisory lock that serialises schema migrations ("massa" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d_61_73_73_61;
@@ -66,6 +77,8 @@ struct Statements {
     insert: Statement,
     upsert: Statement,
     delete: Statement,
+    /// The lease rows of shards `$1`, locked until COMMIT.
+    fence: Statement,
 }
 
 /// The state of reconnecting after a failed connect.
@@ -230,6 +243,7 @@ impl Conn {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?,
             delete: prepare("DELETE FROM massa_kv WHERE key = ANY($1::bytea[])")?,
+            fence: prepare("SELECT shard, epoch, owner FROM massa_leases WHERE shard = ANY($1::int[]) FOR SHARE")?,
         };
         Ok(Conn { client, sql })
     }
@@ -256,15 +270,115 @@ impl Store for PostgresStore {
         })
     }
 
-    fn commit(&self, ops: Vec<Op>, sync: bool) -> io::Result<()> {
+    fn commit(&self, ops: Vec<Op>, fence: &[Fence], sync: bool) -> io::Result<()> {
         let runs = runs(&ops);
-        self.run("committing a batch", |c| {
+        let shards: Vec<i32> = fence.iter().map(|f| f.shard as i32).collect();
+        let outcome = self.run("committing a batch", |c| {
             let mut tx = c.client.transaction().map_err(Failure::retry_safe)?;
             if !sync {
                 tx.batch_execute("SET LOCAL synchronous_commit TO off").map_err(Failure::retry_safe)?;
             }
+            if !fence.is_empty() {
+                let rows = tx.query(&c.sql.fence, &[&shards]).map_err(Failure::retry_safe)?;
+                let held: Vec<(i32, i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+                if let Some(lost) = fence_broken(fence, &held) {
+                    // Dropping `tx` rolls the batch back.
+                    return Ok(Err(lost));
+                }
+            }
             apply(&mut tx, &c.sql, &runs).map_err(Failure::final_)?;
-            tx.commit().map_err(Failure::final_)
+            tx.commit().map_err(Failure::final_).map(Ok)
+        })?;
+        outcome.map_err(|lost| io::Error::other(format!("PostgreSQL at {}: lease lost: {lost}; nothing of the batch was written", self.target)))
+    }
+}
+
+/// Why a batch issued under `fence` may not commit, given the lease rows
+/// `(shard, epoch, owner)` now in the table; `None`: every lease holds.
+fn fence_broken(fence: &[Fence], held: &[(i32, i64, String)]) -> Option<String> {
+    fence.iter().find_map(|f| match held.iter().find(|h| h.0 == f.shard as i32) {
+        Some((_, epoch, _)) if *epoch == f.epoch => None,
+        Some((_, epoch, owner)) => {
+            Some(format!("shard {} is at epoch {epoch} (owner {owner}), the batch was issued under epoch {}", f.shard, f.epoch))
+        }
+        None => Some(format!("shard {} has no lease, the batch was issued under epoch {}", f.shard, f.epoch)),
+    })
+}
+
+/// Shard leases (see [`super::lease`]), all timed by the database clock.
+impl PostgresStore {
+    /// Records `shards` as the cluster's shard count on first use; returns
+    /// the count the cluster was set up with (this one or an earlier one).
+    pub fn settle_shards(&self, shards: u32) -> io::Result<u32> {
+        let value = shards.to_string();
+        self.run("reading the cluster settings", |c| {
+            c.client
+                .execute("INSERT INTO massa_settings (name, value) VALUES ('shards', $1) ON CONFLICT (name) DO NOTHING", &[&value])
+                .map_err(Failure::retry_safe)?;
+            let stored: String =
+                c.client.query_one("SELECT value FROM massa_settings WHERE name = 'shards'", &[]).map_err(Failure::retry_safe)?.get(0);
+            Ok(stored)
+        })?
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("PostgreSQL at {}: massa_settings.shards is not a number", self.target)))
+    }
+
+    /// Takes `shard`'s lease for `owner` until `duration` from now, unless
+    /// another owner holds it unexpired. Every acquisition bumps the epoch,
+    /// which fences every batch issued under an earlier one. `Ok(Err(o))`:
+    /// `o` holds it.
+    pub fn acquire_lease(&self, shard: u32, owner: &str, duration: Duration) -> io::Result<Result<i64, String>> {
+        let (shard, secs) = (shard as i32, duration.as_secs_f64());
+        self.run("acquiring a shard lease", |c| {
+            let taken = c
+                .client
+                .query_opt(
+                    "INSERT INTO massa_leases AS l (shard, owner, epoch, expires_at) VALUES ($1, $2, 1, now() + make_interval(secs => $3)) \
+                     ON CONFLICT (shard) DO UPDATE SET owner = excluded.owner, epoch = l.epoch + 1, expires_at = excluded.expires_at \
+                     WHERE l.expires_at < now() OR l.owner = excluded.owner RETURNING epoch",
+                    &[&shard, &owner, &secs],
+                )
+                .map_err(Failure::final_)?;
+            if let Some(row) = taken {
+                return Ok(Ok(row.get(0)));
+            }
+            let holder = c.client.query_opt("SELECT owner FROM massa_leases WHERE shard = $1", &[&shard]).map_err(Failure::retry_safe)?;
+            Ok(Err(holder.map_or_else(|| "unknown".to_owned(), |r| r.get(0))))
+        })
+    }
+
+    /// Extends every lease of `held` that `owner` still has at that epoch
+    /// to `duration` from now; returns the shards renewed.
+    pub fn renew_leases(&self, owner: &str, held: &[Fence], duration: Duration) -> io::Result<Vec<u32>> {
+        let (shards, epochs): (Vec<i32>, Vec<i64>) = held.iter().map(|f| (f.shard as i32, f.epoch)).unzip();
+        let secs = duration.as_secs_f64();
+        self.run("renewing shard leases", |c| {
+            let rows = c
+                .client
+                .query(
+                    "UPDATE massa_leases AS l SET expires_at = now() + make_interval(secs => $2) \
+                     FROM unnest($3::int[], $4::bigint[]) AS h(shard, epoch) \
+                     WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 RETURNING l.shard",
+                    &[&owner, &secs, &shards, &epochs],
+                )
+                .map_err(Failure::retry_safe)?;
+            Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
+        })
+    }
+
+    /// Ends `owner`'s leases of `held` now, so others can take them at once.
+    /// The rows stay: epochs only ever grow.
+    pub fn release_leases(&self, owner: &str, held: &[Fence]) -> io::Result<()> {
+        let (shards, epochs): (Vec<i32>, Vec<i64>) = held.iter().map(|f| (f.shard as i32, f.epoch)).unzip();
+        self.run("releasing shard leases", |c| {
+            c.client
+                .execute(
+                    "UPDATE massa_leases AS l SET expires_at = '-infinity' FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch) \
+                     WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1",
+                    &[&owner, &shards, &epochs],
+                )
+                .map_err(Failure::retry_safe)?;
+            Ok(())
         })
     }
 }
@@ -396,6 +510,18 @@ mod tests {
                 Run::Put(vec![b"d1"], vec![v]),
             ]
         );
+    }
+
+    #[test]
+    fn a_fence_holds_only_if_every_shard_is_at_its_epoch() {
+        let held = [(1, 4, "a".to_owned()), (2, 9, "b".to_owned())];
+        let fence = |shard, epoch| Fence { shard, epoch };
+        assert_eq!(fence_broken(&[fence(1, 4)], &held), None);
+        assert_eq!(fence_broken(&[], &held), None);
+        let stale = fence_broken(&[fence(1, 4), fence(2, 8)], &held).expect("shard 2 moved on");
+        assert!(stale.contains("shard 2 is at epoch 9 (owner b)") && stale.contains("epoch 8"), "{stale}");
+        let gone = fence_broken(&[fence(3, 1)], &held).expect("no row");
+        assert!(gone.contains("shard 3 has no lease"), "{gone}");
     }
 
     #[test]

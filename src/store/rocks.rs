@@ -4,7 +4,7 @@ use std::{io, path::Path};
 
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use super::{Op, Store};
+use super::{Fence, Op, Store};
 
 pub struct RocksStore {
     db: DB,
@@ -41,7 +41,7 @@ impl Store for RocksStore {
         Ok(out)
     }
 
-    fn commit(&self, ops: Vec<Op>, sync: bool) -> io::Result<()> {
+    fn commit(&self, ops: Vec<Op>, _fence: &[Fence], sync: bool) -> io::Result<()> {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {

@@ -72,13 +72,14 @@ fn events(pid: &str, eid: &str, first: u64, n: usize) -> Write {
 #[test]
 fn journal_reads_back_snapshot_then_later_events() {
     for (name, store, _backing) in stores() {
-        store.write(0, &[events("cart", "a", 1, 3), events("cart", "ab", 1, 1)], true).unwrap();
+        store.write(0, &[], &[events("cart", "a", 1, 3), events("cart", "ab", 1, 1)], true).unwrap();
         let j = store.read_journal("cart", "a").unwrap();
         assert_eq!(j.snapshot, None, "{name}");
         assert_eq!(j.events.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3], "{name}: no bleed from entity `ab`");
         store
             .write(
                 0,
+                &[],
                 &[
                     events("cart", "a", 4, 2),
                     Write::Snapshot { persistence_id: "cart".into(), entity_id: "a".into(), sequence: 5, snapshot: "S5".into() },
@@ -99,9 +100,9 @@ fn journal_reads_back_snapshot_then_later_events() {
 fn values_put_and_delete() {
     for (name, store, _backing) in stores() {
         assert_eq!(store.read_value("v", "x").unwrap(), None, "{name}");
-        store.write(0, &[Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "1".into() }], true).unwrap();
+        store.write(0, &[], &[Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "1".into() }], true).unwrap();
         assert_eq!(store.read_value("v", "x").unwrap(), Some(Bytes::from("1")), "{name}");
-        store.write(0, &[Write::DeleteValue { persistence_id: "v".into(), entity_id: "x".into() }], true).unwrap();
+        store.write(0, &[], &[Write::DeleteValue { persistence_id: "v".into(), entity_id: "x".into() }], true).unwrap();
         assert_eq!(store.read_value("v", "x").unwrap(), None, "{name}");
     }
 }
@@ -111,11 +112,11 @@ fn tag_log_orders_events_by_global_offset_and_survives_reopen() {
     for (name, open, _backing) in reopenable() {
         {
             let store = open();
-            store.write(0, &[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
-            store.write(0, &[events("cart", "b", 1, 1)], true).unwrap();
+            store.write(0, &[], &[events("cart", "a", 1, 2), events("other", "z", 1, 1)], true).unwrap();
+            store.write(0, &[], &[events("cart", "b", 1, 1)], true).unwrap();
         }
         let store = open();
-        store.write(0, &[events("cart", "a", 3, 1)], true).unwrap();
+        store.write(0, &[], &[events("cart", "a", 3, 1)], true).unwrap();
         let log = store.events_by_tag("cart", 0, 100).unwrap();
         let seen: Vec<_> = log.iter().map(|e| (e.offset, e.entity_id.as_str(), e.sequence)).collect();
         assert_eq!(seen, [(1, "a", 1), (2, "a", 2), (4, "b", 1), (5, "a", 3)], "{name}");
@@ -127,9 +128,9 @@ fn tag_log_orders_events_by_global_offset_and_survives_reopen() {
 fn the_space_guard_refuses_writes_below_the_reserve() {
     let guard = |reserve| Some(SpaceGuard { dir: std::env::temp_dir(), reserve });
     let store = EntityStore::open(Box::new(MemoryStore::default()), guard(0)).unwrap();
-    store.write(0, &[events("g", "a", 1, 1)], true).unwrap();
+    store.write(0, &[], &[events("g", "a", 1, 1)], true).unwrap();
     let store = EntityStore::open(Box::new(MemoryStore::default()), guard(u64::MAX / 2)).unwrap();
-    let err = store.write(0, &[events("g", "a", 1, 1)], true).unwrap_err();
+    let err = store.write(0, &[], &[events("g", "a", 1, 1)], true).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
     assert_eq!(store.read_journal("g", "a").unwrap(), Journal::default(), "nothing written");
 }
@@ -140,9 +141,9 @@ fn consumer_offsets_are_per_group_and_pid_and_lag_counts_only_that_pid() {
         let watch = store.watch_tags();
         let offset = |pid: &str, group: &str, offset| Write::ConsumerOffset { persistence_id: pid.into(), group: group.into(), offset };
         assert_eq!(store.consumer_offset("cart", "g").unwrap(), 0, "{name}: nothing processed yet");
-        store.write(0, &[events("cart", "a", 1, 3), events("other", "z", 1, 2)], true).unwrap();
+        store.write(0, &[], &[events("cart", "a", 1, 3), events("other", "z", 1, 2)], true).unwrap();
         assert!(watch.try_recv().is_ok(), "{name}: committing events wakes the watchers");
-        store.write(0, &[offset("cart", "g", 2), offset("cart", "h", 1), offset("other", "g", 5)], true).unwrap();
+        store.write(0, &[], &[offset("cart", "g", 2), offset("cart", "h", 1), offset("other", "g", 5)], true).unwrap();
         assert!(watch.try_recv().is_err(), "{name}: offsets alone are no news for tag readers");
         assert_eq!(store.consumer_offset("cart", "g").unwrap(), 2, "{name}");
         assert_eq!(store.consumer_offset("cart", "h").unwrap(), 1, "{name}");
@@ -170,17 +171,17 @@ fn crdt_states_overwrite_and_keep_their_tombstone() {
         };
         let state = |eid: &str| store.read_crdt("c", eid).unwrap().state;
         assert_eq!(store.read_crdt("c", "a").unwrap(), CrdtRecords::default(), "{name}: new");
-        store.write(0, &[put("a", b"one", 0), put("ab", b"other", 0)], true).unwrap();
-        store.write(0, &[put("a", b"two", 0)], true).unwrap();
+        store.write(0, &[], &[put("a", b"one", 0), put("ab", b"other", 0)], true).unwrap();
+        store.write(0, &[], &[put("a", b"two", 0)], true).unwrap();
         assert_eq!(state("a").as_deref(), Some(&b"two"[..]), "{name}");
-        store.write(0, &[delta("a", 1, b"d1"), delta("ab", 1, b"x")], true).unwrap();
-        store.write(0, &[delta("a", 2, b"d2")], true).unwrap();
+        store.write(0, &[], &[delta("a", 1, b"d1"), delta("ab", 1, b"x")], true).unwrap();
+        store.write(0, &[], &[delta("a", 2, b"d2")], true).unwrap();
         let records = store.read_crdt("c", "a").unwrap();
         assert_eq!(records.deltas, [Bytes::from("d1"), Bytes::from("d2")], "{name}: in order, none of `ab`'s");
-        store.write(0, &[put("a", b"three", 2)], true).unwrap();
+        store.write(0, &[], &[put("a", b"three", 2)], true).unwrap();
         assert_eq!(store.read_crdt("c", "a").unwrap().deltas, Vec::<Bytes>::new(), "{name}: folded into the state");
-        store.write(0, &[delta("a", 1, b"d1'")], true).unwrap();
-        store.write(0, &[put("a", b"", 1)], true).unwrap();
+        store.write(0, &[], &[delta("a", 1, b"d1'")], true).unwrap();
+        store.write(0, &[], &[put("a", b"", 1)], true).unwrap();
         assert_eq!(store.read_crdt("c", "a").unwrap(), CrdtRecords { state: Some(Bytes::new()), deltas: vec![] }, "{name}: the tombstone stays");
         assert_eq!(store.read_crdt("c", "ab").unwrap().deltas, [Bytes::from("x")], "{name}");
         assert_eq!(state("ab").as_deref(), Some(&b"other"[..]), "{name}");
@@ -199,10 +200,10 @@ fn tagged_events_carry_their_append_time_and_old_entries_none() {
         Op::Put(keys::tag("cart", 1), keys::tag_value("old", 1, None)),
         Op::Put(keys::writer_offset(0), 1u64.to_be_bytes().to_vec()),
     ];
-    kv.commit(old, true).unwrap();
+    kv.commit(old, &[], true).unwrap();
     let store = EntityStore::open(Box::new(kv), None).unwrap();
     let before = us();
-    store.write(0, &[events("cart", "a", 1, 2)], true).unwrap();
+    store.write(0, &[], &[events("cart", "a", 1, 2)], true).unwrap();
     let after = us();
     let log = store.events_by_tag("cart", 0, 10).unwrap();
     assert_eq!(log.iter().map(|e| e.offset).collect::<Vec<_>>(), [1, 2, 3]);
@@ -219,7 +220,7 @@ fn a_second_writer_of_an_event_fails_its_whole_batch_and_forks_nothing() {
     let value = |v: &'static str| Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: v.into() };
     let pg = Postgres::start();
     let first = postgres(&pg);
-    first.write(0, &[events("cart", "a", 1, 2)], true).unwrap();
+    first.write(0, &[], &[events("cart", "a", 1, 2)], true).unwrap();
     // Opened after that commit, so its tag-log offsets start past the
     // first writer's: only the event's key can collide. (Writers sharing a
     // database concurrently need offsets allocated by it: not yet.)
@@ -228,7 +229,7 @@ fn a_second_writer_of_an_event_fails_its_whole_batch_and_forks_nothing() {
     if let Write::Events { events, .. } = &mut forked {
         events[0] = Bytes::from("forked-2");
     }
-    let err = second.write(0, &[value("lost"), forked], true).unwrap_err();
+    let err = second.write(0, &[], &[value("lost"), forked], true).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
     for store in [&first, &second] {
@@ -236,13 +237,13 @@ fn a_second_writer_of_an_event_fails_its_whole_batch_and_forks_nothing() {
         assert_eq!(journal.events, [(1, Bytes::from("a-1")), (2, Bytes::from("a-2"))], "the first writer's journal, untouched");
         assert_eq!(store.read_value("v", "x").unwrap(), None, "nothing of the failed batch applied");
     }
-    second.write(0, &[events("cart", "a", 3, 1)], true).unwrap();
+    second.write(0, &[], &[events("cart", "a", 3, 1)], true).unwrap();
     assert_eq!(first.read_journal("cart", "a").unwrap().last_sequence(), 3, "the next sequence is free for either");
 
     // The memory store keeps the same rule within its one process.
     let memory = EntityStore::open(Box::new(MemoryStore::default()), None).unwrap();
-    memory.write(0, &[events("cart", "a", 1, 1)], true).unwrap();
-    let err = memory.write(0, &[value("lost"), events("cart", "a", 1, 1)], true).unwrap_err();
+    memory.write(0, &[], &[events("cart", "a", 1, 1)], true).unwrap();
+    let err = memory.write(0, &[], &[value("lost"), events("cart", "a", 1, 1)], true).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
     assert_eq!(memory.read_value("v", "x").unwrap(), None, "memory: all or nothing");
 }
@@ -256,7 +257,7 @@ fn the_postgres_schema_is_versioned_and_a_newer_one_is_refused() {
     drop(PostgresStore::open(&pg.url()).unwrap());
     drop(PostgresStore::open(&pg.url()).unwrap());
     let mut client = ::postgres::Client::connect(&pg.url(), ::postgres::NoTls).unwrap();
-    assert_eq!(versions(&mut client), [1], "created once, then found");
+    assert_eq!(versions(&mut client), [1, 2], "created once, then found");
     client.execute("INSERT INTO massa_schema (version) VALUES (99)", &[]).unwrap();
     let err = PostgresStore::open(&pg.url()).err().expect("a newer schema is refused");
     assert!(err.to_string().contains("schema version 99"), "{err}");
@@ -271,4 +272,70 @@ fn an_unreachable_postgres_is_named_in_the_error() {
     let err = PostgresStore::open(&url).err().expect("nothing listens");
     let text = err.to_string();
     assert!(text.contains("PostgreSQL at 127.0.0.1:") && text.contains("connecting failed"), "{text}");
+}
+
+#[test]
+fn a_batch_under_a_superseded_lease_epoch_fails_in_its_own_transaction() {
+    use std::{sync::Arc, time::Duration};
+    let pg = Postgres::start();
+    let kv = Arc::new(PostgresStore::open(&pg.url()).unwrap());
+    let store = EntityStore::open(Box::new(kv.clone()), None).unwrap();
+    let long = Duration::from_secs(60);
+    let epoch = kv.acquire_lease(7, "proxy-a", long).unwrap().expect("a free shard");
+    let a = Fence { shard: 7, epoch };
+    store.write(0, &[a], &[events("cart", "a", 1, 1)], true).unwrap();
+    assert_eq!(kv.acquire_lease(7, "proxy-b", long).unwrap(), Err("proxy-a".to_owned()), "held and unexpired");
+    assert_eq!(kv.renew_leases("proxy-a", &[a], long).unwrap(), [7]);
+
+    // A releases, B takes over: the epoch moves on and A's fence no longer holds.
+    kv.release_leases("proxy-a", &[a]).unwrap();
+    let b = Fence { shard: 7, epoch: kv.acquire_lease(7, "proxy-b", long).unwrap().expect("released") };
+    assert!(b.epoch > a.epoch, "{b:?} after {a:?}");
+    let value = Write::PutValue { persistence_id: "v".into(), entity_id: "x".into(), value: "stale".into() };
+    let err = store.write(0, &[a], &[value, events("cart", "a", 2, 1)], true).unwrap_err();
+    assert!(err.to_string().contains("lease lost"), "{err}");
+    assert!(err.to_string().contains("owner proxy-b"), "{err}");
+    assert_eq!(store.read_journal("cart", "a").unwrap().last_sequence(), 1, "no event of the stale batch");
+    assert_eq!(store.read_value("v", "x").unwrap(), None, "nothing of the stale batch");
+    assert!(kv.renew_leases("proxy-a", &[a], long).unwrap().is_empty(), "A's renewal finds it lost");
+    store.write(0, &[b], &[events("cart", "a", 2, 1)], true).unwrap();
+
+    // A fence naming two shards needs both.
+    let other = Fence { shard: 8, epoch: kv.acquire_lease(8, "proxy-b", long).unwrap().unwrap() };
+    let err = store.write(0, &[other, a], &[events("cart", "z", 1, 1)], true).unwrap_err();
+    assert!(err.to_string().contains("shard 7"), "{err}");
+    assert_eq!(store.read_journal("cart", "z").unwrap().last_sequence(), 0);
+}
+
+#[test]
+fn an_expired_lease_is_taken_over_and_the_shard_count_is_fixed_once() {
+    use std::time::{Duration, Instant};
+    let pg = Postgres::start();
+    let kv = PostgresStore::open(&pg.url()).unwrap();
+    assert_eq!(kv.settle_shards(64).unwrap(), 64);
+    assert_eq!(kv.settle_shards(1024).unwrap(), 64, "the first start decides");
+    let first = kv.acquire_lease(3, "proxy-a", Duration::from_millis(200)).unwrap().unwrap();
+    assert_eq!(kv.acquire_lease(3, "proxy-a", Duration::from_millis(200)).unwrap(), Ok(first + 1), "its own: re-taken, epoch bumped");
+    // Bounded wait for the database clock to pass the expiry.
+    let start = Instant::now();
+    let taken = loop {
+        match kv.acquire_lease(3, "proxy-b", Duration::from_secs(60)).unwrap() {
+            Ok(epoch) => break epoch,
+            Err(owner) => assert_eq!(owner, "proxy-a"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the lease never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(taken, first + 2);
+}
+
+#[test]
+fn catching_up_moves_the_tag_log_past_another_writers_offsets() {
+    let pg = Postgres::start();
+    let (a, b) = (postgres(&pg), postgres(&pg));
+    a.write(0, &[], &[events("cart", "a", 1, 3)], true).unwrap();
+    b.catch_up_offsets().unwrap();
+    b.write(0, &[], &[events("cart", "b", 1, 1)], true).unwrap();
+    let log = b.events_by_tag("cart", 1, 10).unwrap();
+    assert_eq!(log.iter().map(|e| (e.offset, e.entity_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "a"), (3, "a"), (4, "b")]);
 }

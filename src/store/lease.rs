@@ -1,0 +1,256 @@
+//! Shard leases: which proxy may write which entities, when several proxies
+//! share one PostgreSQL database (`--store postgres`).
+//!
+//! The entity key space is split into `--shards` shards (fixed per cluster:
+//! recorded in `massa_settings` on first start, a different value is
+//! refused). A proxy writes an entity only under its shard's lease, a row
+//! `(shard, owner, epoch, expires_at)` of `massa_leases`:
+//!
+//! - An entity activates only once its proxy holds the shard; otherwise
+//!   its commands fail with UNAVAILABLE naming the owner. Taking a lease
+//!   succeeds when it is free, expired by the database clock, or already
+//!   this proxy's, and always bumps the epoch.
+//! - Every batch carries the epochs its entities activated under (a
+//!   [`Fence`]) and commits only if they are still current, checked in the
+//!   batch's own transaction with the rows locked until COMMIT. So a
+//!   takeover waits for the old owner's batches in flight, and fails every
+//!   later one: per shard, the committed batches of one epoch all come from
+//!   one proxy, whatever the clocks say.
+//! - One thread per proxy runs the lease SQL, never an executor: it takes
+//!   leases on request, renews all held ones in one statement every third
+//!   of `--lease-duration`, and releases them at shutdown.
+//! - A shard found held by another proxy is refused without asking again
+//!   for an eighth of `--lease-duration`, so refused commands cost no
+//!   round trip each (and a takeover is noticed that much later at most).
+//! - A proxy treats a lease as lost once `--lease-duration` (less a margin)
+//!   has passed, by its own monotonic clock, since it sent the last renewal
+//!   that succeeded: that is before the database would let anyone else take
+//!   it, so entities are not served from memory past it.
+
+use std::{
+    collections::HashMap,
+    io,
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use futures_channel::oneshot;
+use tracing::{info, warn};
+
+use super::{keys, EntityStore, Fence, PostgresStore};
+use crate::grpc::{Code, Status};
+
+/// A proxy stops trusting a lease this fraction of its duration before the
+/// database would expire it (absorbs clock-rate differences).
+const MARGIN_DIVISOR: u32 = 8;
+/// How long shutdown waits for the leases to be released.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This proxy's leases, shared by the cores and the lease thread.
+pub struct Leases {
+    owner: String,
+    shards: u32,
+    held: Mutex<HashMap<u32, Held>>,
+    /// Shards found held by another proxy, and until when that answer is
+    /// reused: commands for them are refused without a round trip each.
+    elsewhere: Mutex<HashMap<u32, (String, Instant)>>,
+    jobs: flume::Sender<Job>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: i64,
+    /// Trusted until then (see the module doc).
+    until: Instant,
+}
+
+enum Job {
+    Acquire { shard: u32, done: oneshot::Sender<Result<Fence, Refusal>> },
+    /// A fenced batch failed: renew now, so lost leases are found at once.
+    Check,
+    Release { done: std::sync::mpsc::Sender<()> },
+}
+
+/// Why a lease was not taken.
+enum Refusal {
+    Owned(String),
+    Failed(io::Error),
+}
+
+/// The lease thread's side: the store and the timing.
+struct Keeper {
+    leases: Arc<Leases>,
+    pg: Arc<PostgresStore>,
+    entities: Arc<EntityStore>,
+    duration: Duration,
+}
+
+impl Leases {
+    /// Checks the cluster's shard count and starts the lease thread.
+    /// `owner` names this proxy to the others (its advertised address).
+    pub fn start(
+        pg: Arc<PostgresStore>,
+        entities: Arc<EntityStore>,
+        owner: String,
+        shards: u32,
+        duration: Duration,
+    ) -> io::Result<Arc<Leases>> {
+        let settled = pg.settle_shards(shards)?;
+        if settled != shards {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--shards {shards}: this cluster was set up with {settled} shards, which cannot change; start with --shards {settled}"),
+            ));
+        }
+        let (jobs, rx) = flume::unbounded();
+        let leases = Arc::new(Leases { owner, shards, held: Mutex::default(), elsewhere: Mutex::default(), jobs });
+        let keeper = Keeper { leases: leases.clone(), pg, entities, duration };
+        thread::Builder::new().name("massa-leases".to_owned()).spawn(move || keeper.run(&rx))?;
+        info!(owner = %leases.owner, shards, lease_duration = ?duration, "shard leases on");
+        Ok(leases)
+    }
+
+    /// The shard of an entity.
+    pub fn shard_of(&self, pid: &str, eid: &str) -> u32 {
+        (keys::entity_hash(pid, eid) % u64::from(self.shards)) as u32
+    }
+
+    /// Whether this proxy still holds the lease `fence` was taken under.
+    pub fn holds(&self, fence: Fence) -> bool {
+        self.held().get(&fence.shard).is_some_and(|h| h.epoch == fence.epoch && Instant::now() < h.until)
+    }
+
+    /// The lease of an entity's shard, taken if this proxy does not hold it.
+    pub async fn acquire(&self, pid: &str, eid: &str) -> Result<Fence, Status> {
+        let shard = self.shard_of(pid, eid);
+        if let Some(h) = self.held().get(&shard).filter(|h| Instant::now() < h.until) {
+            return Ok(Fence { shard, epoch: h.epoch });
+        }
+        let owned = |owner: &str| Status::new(Code::Unavailable, format!("entity {pid}/{eid} is owned by another proxy ({owner}); retry there"));
+        let known = self.elsewhere().get(&shard).filter(|(_, until)| Instant::now() < *until).map(|(owner, _)| owner.clone());
+        if let Some(owner) = known {
+            return Err(owned(&owner));
+        }
+        let (done, rx) = oneshot::channel();
+        let stopped = || Status::new(Code::Unavailable, "the lease thread has stopped");
+        self.jobs.send(Job::Acquire { shard, done }).map_err(|_| stopped())?;
+        match rx.await.map_err(|_| stopped())? {
+            Ok(fence) => Ok(fence),
+            Err(Refusal::Owned(owner)) => Err(owned(&owner)),
+            Err(Refusal::Failed(e)) => Err(Status::new(Code::Unavailable, format!("storage failed taking the lease of shard {shard}: {e}"))),
+        }
+    }
+
+    /// A batch under `fence` failed: find out now whether the lease is lost.
+    pub fn check(&self, fence: Fence) {
+        if self.holds(fence) {
+            let _ = self.jobs.send(Job::Check);
+        }
+    }
+
+    /// Ends every lease this proxy holds (call once nothing writes any more).
+    pub fn release(&self) {
+        let (done, rx) = std::sync::mpsc::channel();
+        if self.jobs.send(Job::Release { done }).is_ok() && rx.recv_timeout(RELEASE_TIMEOUT).is_err() {
+            warn!("shard leases not released in time; others take them over once they expire");
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn elsewhere(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (String, Instant)>> {
+        self.elsewhere.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot(&self) -> Vec<Fence> {
+        self.held().iter().map(|(&shard, h)| Fence { shard, epoch: h.epoch }).collect()
+    }
+}
+
+impl Keeper {
+    fn run(self, rx: &flume::Receiver<Job>) {
+        let every = self.duration / 3;
+        let mut renew_at = Instant::now() + every;
+        loop {
+            match rx.recv_deadline(renew_at) {
+                Ok(Job::Acquire { shard, done }) => drop(done.send(self.take(shard))),
+                Ok(Job::Check) => renew_at = Instant::now(),
+                Ok(Job::Release { done }) => {
+                    self.release();
+                    let _ = done.send(());
+                    return;
+                }
+                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= renew_at {
+                self.renew();
+                renew_at = Instant::now() + every;
+            }
+        }
+    }
+
+    /// Trusted until: the lease's duration from when its statement was sent,
+    /// less the margin.
+    fn until(&self, sent: Instant) -> Instant {
+        sent + self.duration - self.duration / MARGIN_DIVISOR
+    }
+
+    fn take(&self, shard: u32) -> Result<Fence, Refusal> {
+        // Several activations may have asked for the same shard.
+        if let Some(h) = self.leases.held().get(&shard).filter(|h| Instant::now() < h.until) {
+            return Ok(Fence { shard, epoch: h.epoch });
+        }
+        let sent = Instant::now();
+        let epoch = match self.pg.acquire_lease(shard, &self.leases.owner, self.duration).map_err(Refusal::Failed)? {
+            Ok(epoch) => epoch,
+            Err(owner) => {
+                let until = Instant::now() + self.duration / MARGIN_DIVISOR;
+                self.leases.elsewhere().insert(shard, (owner.clone(), until));
+                return Err(Refusal::Owned(owner));
+            }
+        };
+        self.leases.elsewhere().remove(&shard);
+        // The previous owner's events are in the tag log: continue after them.
+        self.entities.catch_up_offsets().map_err(Refusal::Failed)?;
+        self.leases.held().insert(shard, Held { epoch, until: self.until(sent) });
+        info!(shard, epoch, "shard lease taken");
+        Ok(Fence { shard, epoch })
+    }
+
+    fn renew(&self) {
+        let held = self.leases.snapshot();
+        if held.is_empty() {
+            return;
+        }
+        let sent = Instant::now();
+        let renewed = match self.pg.renew_leases(&self.leases.owner, &held, self.duration) {
+            Ok(renewed) => renewed,
+            // Unrenewed leases run out on their own (`Held::until`).
+            Err(e) => return warn!(error = %e, "renewing shard leases failed"),
+        };
+        let mut map = self.leases.held();
+        for fence in held {
+            // Only the epoch renewed: the shard may have been re-taken since.
+            let Some(h) = map.get_mut(&fence.shard).filter(|h| h.epoch == fence.epoch) else { continue };
+            if renewed.contains(&fence.shard) {
+                h.until = self.until(sent);
+            } else {
+                warn!(shard = fence.shard, epoch = fence.epoch, "shard lease lost: another proxy holds it now");
+                map.remove(&fence.shard);
+            }
+        }
+    }
+
+    fn release(&self) {
+        let held = self.leases.snapshot();
+        self.leases.held().clear();
+        match self.pg.release_leases(&self.leases.owner, &held) {
+            Ok(()) => info!(shards = held.len(), "shard leases released"),
+            Err(e) => warn!(error = %e, "releasing shard leases failed; others take them over once they expire"),
+        }
+    }
+}
