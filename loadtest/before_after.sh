@@ -20,8 +20,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 loadtest/grpc_body.py "$work"
 
 fn_port=18280; proxy_port=19280; admin_port=19290
-pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
-[ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+pin_cpus
 $pin_load "$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
 sleep 0.3
 

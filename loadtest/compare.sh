@@ -38,27 +38,13 @@ mkdir -p "$results"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 loadtest/grpc_body.py "$work"
 
-pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
-[ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+pin_cpus
 fn_port=18280; port=19280; admin=19290
 
 $pin_load "${FN_BIN:-$bin/massa-example-fn}" --port $fn_port >/dev/null 2>"$work/fn.log" &
 sleep 0.3
 
-cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend grpc
-  bind 127.0.0.1:$port proto h2
-  default_backend fn
-backend fn
-  server f 127.0.0.1:$fn_port proto h2
-EOF
+haproxy_cfg "$work/haproxy.cfg" $port $fn_port
 
 cat >"$work/nginx.conf" <<EOF
 worker_processes 1;

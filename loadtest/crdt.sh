@@ -26,8 +26,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 fn_port=18680; proxy_port=19680; admin_port=19690
-pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
-[ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+pin_cpus
 $pin_load "$bin/massa-tck-model" --port $fn_port 2>"$work/fn.log" &
 sleep 0.3
 

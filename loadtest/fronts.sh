@@ -27,8 +27,7 @@ python3 loadtest/grpc_body.py "$work"
 printf '\x00\x00\x00\x00\x07\x0a\x05bench' >"$work/getcart.bin"
 printf '{"text":"hello"}' >"$work/say.json"
 
-pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
-[ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+pin_cpus
 fn_port=18380; port=19380; admin=19390
 $pin_load "$bin/massa-example-fn" --port $fn_port >/dev/null 2>"$work/fn.log" &
 sleep 0.3

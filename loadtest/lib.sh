@@ -28,3 +28,28 @@ wait_ready() { # admin_port
 
 # "median (min–max)" of the numbers given as arguments.
 stat() { printf '%s\n' "$@" | grep . | sort -n | awk '{v[NR]=$1} END {printf "%s (%s–%s)", v[int((NR+1)/2)], v[1], v[NR]}'; }
+
+# Pinning on 2+ CPUs: the load generator and the function on CPU 0, the
+# proxy under test on CPU 1; none on one CPU. Sets pin_load and pin_proxy.
+pin_cpus() {
+  pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
+  [ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+}
+
+# HAProxy as a plain h2 passthrough, one thread: the baseline proxy.
+haproxy_cfg() { # file port fn_port
+  cat >"$1" <<EOF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend grpc
+  bind 127.0.0.1:$2 proto h2
+  default_backend fn
+backend fn
+  server f 127.0.0.1:$3 proto h2
+EOF
+}

@@ -25,8 +25,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 fn_port=18280; proxy_port=19280; admin_port=19290
-pin_load="taskset -c 0"; pin_proxy="taskset -c 1"
-[ "$(nproc)" -ge 2 ] || { pin_load=""; pin_proxy=""; }
+pin_cpus
 $pin_load "$bin/massa-example-fn" --port $fn_port 2>"$work/fn.log" &
 sleep 0.3
 
