@@ -6,10 +6,10 @@
 use std::rc::Rc;
 
 use base64::Engine;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::dispatch::{Front, Request};
-use crate::grpc::{budget::Budget, pipe::{Event, PipeReader}, Code, RequestBody, Status};
+use crate::grpc::{budget::Budget, pipe::{Event, PipeReader}, put_frame, Code, RequestBody, Status};
 use crate::http2::Headers;
 use crate::server::http::{respond_text, HttpRequest, ResponseWriter};
 use crate::worker::Core;
@@ -84,8 +84,7 @@ pub async fn serve<W: ResponseWriter>(
             }
         },
     };
-    let router = core.router.clone();
-    let route = router.lookup(head.get_str(b":path").unwrap_or(""));
+    let route = core.router.lookup(head.get_str(b":path").unwrap_or(""));
     let call = Request { head, body: RequestBody::Complete(body) };
     core.run_piped(Front::GrpcWeb, route, call, budget, |reader| relay(reader, format, extra, writer)).await;
 }
@@ -140,13 +139,6 @@ async fn relay<W: ResponseWriter>(mut reader: PipeReader, format: Format, extra:
             return;
         }
     }
-}
-
-fn put_frame(out: &mut BytesMut, flag: u8, payload: &[u8]) {
-    out.reserve(5 + payload.len());
-    out.put_u8(flag);
-    out.put_u32(payload.len() as u32);
-    out.put_slice(payload);
 }
 
 /// The trailer frame: the status as HTTP/1-style header lines.

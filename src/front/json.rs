@@ -9,7 +9,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use crate::dispatch::{Front, Request};
-use crate::grpc::{budget::Budget, encode_message, pipe::{Event, PipeReader}, Code, RequestBody, Status};
+use crate::grpc::{budget::Budget, pipe::{Event, PipeReader}, put_frame, Code, RequestBody, Status};
 use crate::http2::Headers;
 use crate::server::http::{respond, respond_text, HttpRequest, ResponseWriter};
 use crate::transcode::{Bindings, HttpRule};
@@ -35,17 +35,16 @@ pub async fn serve<W: ResponseWriter>(
             return;
         }
     };
-    let router = core.router.clone();
-    let route = &router.routes()[rule.route_id()];
+    let route = &core.router.routes()[rule.route_id()];
     let mut head = Headers::with_capacity(64 + route.path.len(), request.head.len());
     head.push(b":method", b"POST");
     head.push(b":path", route.path.as_bytes());
     for (name, value) in request.head.regular().filter(|(n, _)| !NOT_METADATA.contains(n)) {
         head.push(name, value);
     }
-    let (prefix, rest) = encode_message(Bytes::from(payload));
-    let mut framed = BytesMut::from(&prefix[..]);
-    framed.extend_from_slice(rest.as_deref().unwrap_or_default());
+    // One copy: the call's body is the message behind its frame header.
+    let mut framed = BytesMut::new();
+    put_frame(&mut framed, 0, &payload);
     let call = Request { head, body: RequestBody::Complete(framed.freeze()) };
     let stream = if !rule.server_streaming() {
         None

@@ -51,8 +51,7 @@ impl HttpService for Core {
                 };
                 return grpc_web::serve(self, format, request, extra, writer, budget).await;
             }
-            let router = self.router.clone();
-            match router.http().find(request.method(), request.path()) {
+            match self.router.http().find(request.method(), request.path()) {
                 Found::Route(rule, bindings) => return json::serve(self, rule, bindings, request, extra, writer, budget).await,
                 Found::MethodNotAllowed => {
                     let _ = respond_text(writer, 405, format!("{} is not allowed on {}\n", request.method(), request.path())).await;

@@ -26,15 +26,24 @@ pub enum FrameError {
 /// Frames one message, copying it behind the header (small messages) or
 /// returning header and payload separately (large ones).
 pub fn encode_message(payload: Bytes) -> (Bytes, Option<Bytes>) {
-    let mut head = BytesMut::with_capacity(HEADER_LEN + payload.len().min(COPY_LIMIT));
+    if payload.len() <= COPY_LIMIT {
+        let mut framed = BytesMut::with_capacity(HEADER_LEN + payload.len());
+        put_frame(&mut framed, 0, &payload);
+        return (framed.freeze(), None);
+    }
+    let mut head = BytesMut::with_capacity(HEADER_LEN);
     head.put_u8(0);
     head.put_u32(payload.len() as u32);
-    if payload.len() <= COPY_LIMIT {
-        head.extend_from_slice(&payload);
-        (head.freeze(), None)
-    } else {
-        (head.freeze(), Some(payload))
-    }
+    (head.freeze(), Some(payload))
+}
+
+/// Appends one frame with the given flag byte (gRPC-Web marks its trailer
+/// frame with 0x80).
+pub fn put_frame(out: &mut BytesMut, flag: u8, payload: &[u8]) {
+    out.reserve(HEADER_LEN + payload.len());
+    out.put_u8(flag);
+    out.put_u32(payload.len() as u32);
+    out.put_slice(payload);
 }
 
 /// Encodes a protobuf message directly behind its frame header, one buffer,

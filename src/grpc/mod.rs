@@ -10,7 +10,7 @@ mod status;
 mod timeout;
 
 pub use body::{wait_capacity, MessageReader, ReadError, RequestBody, Responder, SendError};
-pub use frame::{encode_message, encode_prost, Decoder, FrameError, HEADER_LEN};
+pub use frame::{encode_message, encode_prost, put_frame, Decoder, FrameError, HEADER_LEN};
 pub use status::{Code, Status};
 pub use timeout::parse_timeout;
 
