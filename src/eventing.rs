@@ -28,7 +28,7 @@ use prost::Message;
 use tracing::{info, warn};
 
 use crate::discovery::{report_error, Backoff, Consumer, MethodRoute, Shape};
-use crate::effects::{decode_response, resolve};
+use crate::dispatch::effects::{decode_response, resolve};
 use crate::grpc::{encode_prost, Code, Status};
 use crate::userfn::Endpoint;
 use crate::proto::cloudstate::{action::ActionCommand, metadata_entry::Value, Metadata, MetadataEntry};

@@ -17,12 +17,13 @@
 //!        ─► front (gRPC as is; gRPC-Web and HTTP/JSON translated to one
 //!           call, replies read back through an in-process pipe)
 //!        ─► dispatch (route by path, deadline, metrics)
-//!        ─► entity::action (wrap bytes as Any, call ActionProtocol on
+//!        ─► dispatch::action (wrap bytes as Any, call ActionProtocol on
 //!           core N's user-function pool)
-//!           or entity::stateful / entity::crdt (read the entity id from the bytes; run the
-//!           command on the owning core, crossing over once by mailbox;
-//!           persist through that core's storage thread before answering)
-//!        ─► effects (side effects, then reply / failure / forward)
+//!           or dispatch::entity ─► dispatch::route (read the entity id from
+//!           the bytes; run the command on the owning core, crossing over
+//!           once by mailbox) ─► entity::stateful / entity::crdt (decide,
+//!           persist through that core's storage thread, answer)
+//!        ─► dispatch::effects (side effects, then reply / failure / forward)
 //!        ─► grpc::Responder (message, trailers)
 //! ```
 //!
@@ -35,17 +36,19 @@
 //! - [`front`]: the protocols of the public port (gRPC, gRPC-Web, HTTP/JSON), CORS.
 //! - [`http2`]: our HTTP/2 (both roles), HPACK.
 //! - [`grpc`]: framing, status, message streams (both directions).
-//! - [`dispatch`]: the public port's per-call lifecycle.
+//! - [`dispatch`]: the per-call lifecycle, and the one place that decides
+//!   where a command goes (action, local core, other core) and runs
+//!   forwards and side effects.
 //! - [`discovery`]: `discover`, spec validation, the routing table.
 //! - [`userfn`]: h2 client pool to the user function.
-//! - [`entity`]: serving methods by entity kind: actions, event-sourced,
-//!   value and CRDT entities, entity keys, the per-core hot cache.
+//! - [`entity`]: event-sourced, value and CRDT entities (decide and
+//!   persist; they see only [`entity::Context`]), entity keys, the per-core
+//!   hot cache.
 //! - [`crdt`]: the CRDT types the proxy owns for CRDT entities: deltas,
 //!   initial deltas, storage encoding, merge.
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.
 //! - [`store`]: RocksDB, PostgreSQL and in-memory stores, storage threads,
 //!   group commit; [`store::lease`]: shard leases with fencing (PostgreSQL).
-//! - [`effects`]: forwards and side effects.
 //! - [`eventing`]: event-log consumers (events as action commands, stored
 //!   offsets).
 //! - [`transcode`]: HTTP/JSON transcoding rules, requests and replies.
@@ -57,7 +60,6 @@ pub mod config;
 pub mod crdt;
 pub mod discovery;
 pub mod dispatch;
-pub mod effects;
 pub mod entity;
 pub mod eventing;
 pub mod front;

@@ -21,13 +21,15 @@ use crate::admin::metrics::{CoreMetrics, Snapshot};
 use crate::grpc::{budget::Budget, MessageReader, RequestBody, Responder};
 use crate::config::Config;
 use crate::entity::cache::StateCache;
-use crate::entity::stateful::{self, Entities};
+use crate::entity::context::ORPHANED_BACKLOG;
+use crate::entity::stateful::Entities;
+use crate::entity::{Context, Limits, Orphaned};
 use crate::shard::Envelope;
 use crate::store::{self, lease::Leases, StoreHandle};
 use crate::userfn::Endpoint;
 use crate::discovery::{EntityKind, Router};
-use crate::eventing;
-use crate::runtime::{self, deadlines::Deadlines, Notify};
+use crate::{dispatch, eventing};
+use crate::runtime::{self, deadlines::Deadlines, queue, Notify};
 use crate::server::{self, Connections};
 use crate::userfn::{Pool, Target};
 
@@ -83,23 +85,15 @@ pub struct ActionUris {
     pub streamed: Endpoint,
 }
 
-/// Everything one core owns.
+/// Everything one core owns. Its entities see only [`Context`] (what the
+/// `Deref` gives the rest of the worker too).
 pub struct Core {
     pub id: usize,
     pub shared: Arc<Shared>,
-    pub router: Arc<Router>,
-    pub pool: Pool,
+    pub ctx: Rc<Context>,
     pub metrics: CoreMetrics,
     pub shutdown: Notify,
     pub connections: Connections,
-    /// This core's storage thread, with group commit.
-    pub store: Rc<StoreHandle>,
-    /// This proxy's shard leases, when proxies share the store.
-    pub leases: Option<Arc<Leases>>,
-    /// Entities this core owns.
-    pub entities: Entities,
-    /// State of this core's recently passivated entities.
-    pub cache: RefCell<StateCache>,
     /// Every core's mailbox, by core id (this core's included).
     pub mailboxes: Vec<flume::Sender<Envelope>>,
     /// Asynchronous side effects running on this core.
@@ -110,8 +104,16 @@ pub struct Core {
     action_uris: Vec<Option<ActionUris>>,
 }
 
+impl std::ops::Deref for Core {
+    type Target = Context;
+    fn deref(&self) -> &Context {
+        &self.ctx
+    }
+}
+
 impl Core {
-    pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>, wiring: &Wiring) -> Core {
+    /// The core and the receiving end of its entities' orphaned side effects.
+    pub fn new(id: usize, shared: Arc<Shared>, router: Arc<Router>, wiring: &Wiring) -> (Core, queue::Receiver<Orphaned>) {
         let config = &shared.config;
         let pool = Pool::growing(shared.target(), config.user_function_connections, config.max_user_function_connections);
         let cache = StateCache::new(shared.config.entity_cache);
@@ -127,31 +129,35 @@ impl Core {
                 })
             })
             .collect();
-        Core {
-            id,
-            metrics: CoreMetrics::new(router.routes().len(), router.consumers().len()),
-            shared,
+        let (orphaned, orphans) = queue::bounded(ORPHANED_BACKLOG);
+        let metrics = CoreMetrics::new(router.routes().len(), router.consumers().len());
+        let ctx = Rc::new(Context {
             router,
             pool,
-            shutdown: Notify::new(),
-            connections: Connections::default(),
             store: StoreHandle::new(wiring.store_lanes[id].clone()),
             leases: wiring.leases.clone(),
             entities: Entities::default(),
             cache: RefCell::new(cache),
+            limits: Limits::from_config(config),
+            orphaned,
+        });
+        let core = Core {
+            id,
+            metrics,
+            shared,
+            ctx,
+            shutdown: Notify::new(),
+            connections: Connections::default(),
             mailboxes: wiring.mailboxes.clone(),
             async_side_effects: Cell::new(0),
             deadlines: Deadlines::new(),
             action_uris,
-        }
+        };
+        (core, orphans)
     }
 
     pub fn action_uris(&self, service: usize) -> Option<&ActionUris> {
         self.action_uris.get(service).and_then(Option::as_ref)
-    }
-
-    pub fn max_message_size(&self) -> usize {
-        self.shared.config.max_message_size
     }
 
     /// A client request's reader, charged to the call's connection and
@@ -239,10 +245,12 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         };
         info!(worker = id, cpu = ?cpu, driver, %addr, "worker serving");
         let _ = bound.send(Ok(driver));
-        let core = Rc::new(Core::new(id, shared, router, &wiring));
+        let (core, orphans) = Core::new(id, shared, router, &wiring);
+        let core = Rc::new(core);
         drop(wiring);
-        monoio::spawn(stateful::serve_mailbox(core.clone(), mailbox));
-        monoio::spawn(stateful::sweep_idle(core.clone()));
+        monoio::spawn(dispatch::route::serve_mailbox(core.clone(), mailbox));
+        monoio::spawn(dispatch::effects::run_orphaned(core.clone(), orphans));
+        monoio::spawn(crate::entity::stateful::sweep_idle(core.ctx.clone()));
         let config = &core.shared.config;
         let tick = (config.body_timeout.min(config.send_stall_timeout) / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
         monoio::spawn(core.deadlines.clone().tick(tick));
@@ -253,7 +261,7 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         while let Ok(msg) = inbox.recv_async().await {
             match msg {
                 Control::Metrics(reply) => {
-                    drop(reply.send(core.metrics.snapshot(core.cache.borrow().stats(), core.entities.len())))
+                    drop(reply.send(core.metrics.snapshot(core.cache.borrow().stats(), core.entities.len(), core.entities.activated())))
                 }
                 Control::Shutdown { timeout } => {
                     core.shutdown.fire();

@@ -80,7 +80,6 @@ struct ConsumerMetrics {
 pub struct CoreMetrics {
     methods: Vec<MethodMetrics>,
     user_fn_errors: Cell<u64>,
-    entities_activated: Cell<u64>,
     /// By index into `Router::consumers`.
     consumers: Vec<ConsumerMetrics>,
 }
@@ -90,7 +89,6 @@ impl CoreMetrics {
         CoreMetrics {
             methods: (0..=routes).map(|_| MethodMetrics::new()).collect(),
             user_fn_errors: Cell::new(0),
-            entities_activated: Cell::new(0),
             consumers: vec![ConsumerMetrics::default(); consumers],
         }
     }
@@ -139,12 +137,9 @@ impl CoreMetrics {
         self.user_fn_errors.set(self.user_fn_errors.get() + 1);
     }
 
-    pub fn entity_activated(&self) {
-        self.entities_activated.set(self.entities_activated.get() + 1);
-    }
-
-    /// A copy for the admin thread, with the core's entity figures.
-    pub fn snapshot(&self, cache: CacheStats, active_entities: usize) -> Snapshot {
+    /// A copy for the admin thread, with the core's entity figures (kept by
+    /// the entities' own registry).
+    pub fn snapshot(&self, cache: CacheStats, active_entities: usize, entities_activated: u64) -> Snapshot {
         Snapshot {
             methods: self
                 .methods
@@ -157,7 +152,7 @@ impl CoreMetrics {
                 })
                 .collect(),
             user_fn_errors: self.user_fn_errors.get(),
-            entities_activated: self.entities_activated.get(),
+            entities_activated,
             consumers: self.consumers.iter().map(|c| [c.delivered.get(), c.redeliveries.get(), c.lag.get()]).collect(),
             active_entities,
             cache,
@@ -339,8 +334,8 @@ mod tests {
         b.started(Some(0));
         b.started(None);
         b.finished(None, Front::Grpc, Code::Unimplemented, Duration::from_micros(50));
-        let mut merged = a.snapshot(CacheStats::default(), 0);
-        merged.merge(&b.snapshot(CacheStats::default(), 0));
+        let mut merged = a.snapshot(CacheStats::default(), 0, 0);
+        merged.merge(&b.snapshot(CacheStats::default(), 0, 0));
         let m = &merged.methods[0];
         assert_eq!((m.by_code[0][0], m.by_code[2][0], m.in_flight, m.latency.len()), (1, 1, 1, 2));
         assert_eq!(m.latency.count_between(0, 1000), 1);

@@ -30,10 +30,9 @@ use super::cache::Cached;
 use super::crdt_store::Durable;
 use super::stateful::{self, undecodable, Answer, Closing, End, EntityKey, Idle, Msg, Reply, StreamSink};
 use crate::crdt::{AppliedDeltas, Crdt, ReplicaId, Writer};
-use crate::discovery::{report_error, EntityService, MethodRoute, Shape};
-use crate::dispatch::End as DispatchEnd;
-use crate::effects::{self, Outcome};
-use crate::grpc::{encode_prost, wait_capacity, Code, Responder, Status};
+use crate::discovery::{report_error, EntityService, Shape};
+use super::{Context, Orphaned, Outcome};
+use crate::grpc::{encode_prost, wait_capacity, Code, Status};
 use crate::proto::cloudstate::crdt::{
     crdt_state_action, crdt_stream_in, crdt_stream_out, CrdtInit, CrdtReply, CrdtStateAction, CrdtStreamIn, CrdtStreamOut,
     CrdtStreamedMessage,
@@ -43,7 +42,6 @@ use crate::proto::google::protobuf::Any;
 use crate::runtime::queue;
 use crate::store::Fence;
 use crate::userfn::{upstream_status, CallResponse};
-use crate::worker::Core;
 
 /// This node's replica id. A single node needs one fixed id; a cluster
 /// would give each member its own.
@@ -67,46 +65,6 @@ fn store_id(svc: &EntityService) -> &str {
     }
 }
 
-/// Serves a client's call of a CRDT method: unary like other entities,
-/// server-streaming until the entity or the client ends it.
-pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: crate::dispatch::Request, responder: &mut Responder) -> DispatchEnd {
-    if route.shape != Shape::ServerStreaming {
-        return stateful::serve(core, route, request, responder).await;
-    }
-    let reader = core.request_reader(request.body, responder);
-    let (payload, _held) = match reader.single_held().await {
-        Ok(request) => request,
-        Err(status) => return DispatchEnd::Status(status),
-    };
-    // Dropping `answers` (client gone) is how the entity learns of a cancel.
-    let answers = stateful::call_streamed(core, route, payload).await;
-    loop {
-        let next = monoio::select! {
-            answer = answers.next() => answer,
-            _ = responder.reset_by_client() => return DispatchEnd::ClientGone,
-        };
-        let answer = match next {
-            None => return DispatchEnd::ok(),
-            Some(Ok(answer)) => answer,
-            Some(Err(status)) => return DispatchEnd::from_upstream(status),
-        };
-        match effects::finish(core, answer.side_effects, answer.outcome, &route.path, 0).await {
-            Ok(Some(reply)) => {
-                // Headers only with the first message: a call answered with
-                // nothing yet stays silent, as the TCK checks.
-                if !responder.started() && responder.send_headers(Some(&super::metadata::to_headers(reply.metadata.as_ref()))).is_err() {
-                    return DispatchEnd::ClientGone;
-                }
-                if let Err(e) = responder.send(reply.payload.map(|p| p.value).unwrap_or_default()).await {
-                    return DispatchEnd::from_send(e);
-                }
-            }
-            Ok(None) => {}
-            Err(status) => return DispatchEnd::from_upstream(status),
-        }
-    }
-}
-
 /// The function side of a live CRDT entity: our half of the stream, and a
 /// task reading theirs, so the loop can wait for replies, commands and
 /// cancellations at once.
@@ -118,7 +76,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    async fn open(core: &Core, svc: &EntityService) -> Result<Link, Status> {
+    async fn open(core: &Context, svc: &EntityService) -> Result<Link, Status> {
         let uri = core.pool.endpoint(&format!("/{}/handle", svc.protocol));
         let (send, response) = core.pool.open(&uri, None).await?;
         let (tx, incoming) = flume::bounded(INCOMING);
@@ -196,7 +154,7 @@ enum Stop {
 
 /// One activation's state.
 struct Live<'a> {
-    core: &'a Rc<Core>,
+    core: &'a Rc<Context>,
     /// The shard lease the entity activated under.
     fence: Option<Fence>,
     svc: &'a EntityService,
@@ -220,7 +178,7 @@ struct Live<'a> {
 /// One activation of a CRDT entity: load, open, serve until passivation,
 /// deletion, a restart or a crash.
 pub(super) async fn session(
-    core: &Rc<Core>,
+    core: &Rc<Context>,
     svc: &EntityService,
     key: &EntityKey,
     rx: &queue::Receiver<Msg>,
@@ -318,7 +276,7 @@ impl Live<'_> {
                 Event::Gone(id) => self.cancel(id).await,
                 Event::Overdue => {
                     let oldest = self.pending.iter().min_by_key(|(_, p)| p.since).map_or(0, |(id, _)| *id);
-                    let timeout = self.core.shared.config.entity_command_timeout;
+                    let timeout = self.core.limits.command_timeout;
                     Err(Status::new(
                         Code::DeadlineExceeded,
                         format!("user function did not answer command {oldest} of entity {:?} within {timeout:?}", self.entity_id),
@@ -464,9 +422,10 @@ impl Live<'_> {
                 }
             }
             Release::SideEffects(side_effects) => {
-                let core = self.core.clone();
                 let origin = format!("{} (cancelled streamed call)", self.svc.name);
-                monoio::spawn(async move { effects::run_side_effects(&core, side_effects, &origin, 0).await });
+                if self.core.orphaned.try_send(Orphaned { side_effects, origin }).is_err() {
+                    tracing::warn!(service = %self.svc.name, "side effects of a cancelled call dropped: too many waiting");
+                }
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ use crate::proto::cloudstate::{
     Command,
 };
 use crate::store::{Journal, Write};
-use crate::worker::Core;
+use super::Context;
 
 /// Largest journal tail kept in memory for the hot cache; an entity whose
 /// function never snapshots stops being cached past it.
@@ -39,7 +39,7 @@ pub struct Session {
 
 impl Session {
     pub async fn activate(
-        core: &Core,
+        core: &Context,
         svc: &EntityService,
         entity_id: &str,
         cached: Option<Cached>,

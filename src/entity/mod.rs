@@ -1,9 +1,11 @@
-//! Serving discovered methods by entity kind. Actions are stateless and run
-//! on the core that received the call; event-sourced, value and CRDT
-//! entities run on the core that owns their key ([`crate::shard`]).
+//! Event-sourced, value and CRDT entities, each on the core that owns its
+//! key ([`crate::shard`]). An entity decides (an [`Answer`](stateful::Answer)
+//! of side effects and an [`Outcome`]) and persists; where a command comes
+//! from and what its side effects and forwards reach is the dispatcher's
+//! business, so nothing here calls back into it.
 
-pub mod action;
 pub mod cache;
+pub mod context;
 pub mod crdt;
 mod crdt_store;
 pub mod eventsourced;
@@ -12,32 +14,40 @@ pub mod metadata;
 pub mod stateful;
 pub mod value;
 
-use std::future::Future;
+pub use context::{Context, Limits, Orphaned};
 
-use crate::dispatch::End;
-use crate::grpc::{Responder, Status};
-use crate::proto::cloudstate::Reply;
+use crate::proto::cloudstate::{
+    action::action_response::Response, client_action::Action, Forward, Reply,
+};
 
-/// Answers a unary call with the outcome of `work`, abandoning the work if
-/// the client resets the stream first.
-pub async fn respond_unary(responder: &mut Responder, work: impl Future<Output = Result<Option<Reply>, Status>>) -> End {
-    let outcome = monoio::select! {
-        outcome = work => outcome,
-        _ = responder.reset_by_client() => return End::ClientGone,
-    };
-    match outcome {
-        Ok(Some(reply)) => {
-            let headers = metadata::to_headers(reply.metadata.as_ref());
-            let payload = reply.payload.map(|p| p.value).unwrap_or_default();
-            if responder.send_headers(Some(&headers)).is_err() {
-                return End::ClientGone;
-            }
-            match responder.send_only(payload).await {
-                Ok(()) => End::ok(),
-                Err(e) => End::from_send(e),
-            }
+/// What the function decided for the client, from an action or an entity.
+pub enum Outcome {
+    /// The function chose not to reply.
+    Nothing,
+    Reply(Reply),
+    Forward(Forward),
+    Failure(String),
+}
+
+impl From<Option<Response>> for Outcome {
+    fn from(r: Option<Response>) -> Outcome {
+        match r {
+            None => Outcome::Nothing,
+            Some(Response::Reply(r)) => Outcome::Reply(r),
+            Some(Response::Forward(f)) => Outcome::Forward(f),
+            Some(Response::Failure(f)) => Outcome::Failure(f.description),
         }
-        Ok(None) => End::ok(),
-        Err(status) => End::from_upstream(status),
     }
 }
+
+impl From<Option<Action>> for Outcome {
+    fn from(a: Option<Action>) -> Outcome {
+        match a {
+            None => Outcome::Nothing,
+            Some(Action::Reply(r)) => Outcome::Reply(r),
+            Some(Action::Forward(f)) => Outcome::Forward(f),
+            Some(Action::Failure(f)) => Outcome::Failure(f.description),
+        }
+    }
+}
+

@@ -23,18 +23,15 @@ use crate::http2::{client::ResponseFuture, SendStream};
 use tracing::{debug, warn};
 
 use super::cache::Cached;
-use super::{crdt, eventsourced, key, value};
-use crate::discovery::{report_error, EntityKind, EntityService, MethodRoute};
-use crate::dispatch::End as DispatchEnd;
-use crate::effects::{self, Outcome};
-use crate::grpc::{wait_capacity, Code, Responder, Status};
+use super::{crdt, eventsourced, value};
+use crate::discovery::{report_error, EntityKind, EntityService};
+use super::{Context, Outcome};
+use crate::grpc::{wait_capacity, Code, Status};
 use crate::proto::cloudstate::{Command, SideEffect};
 use crate::proto::google::protobuf::Any;
 use crate::runtime::queue;
-use crate::shard::{self, Envelope};
 use crate::store::{Fence, Write};
 use crate::userfn::{upstream_status, CallResponse};
-use crate::worker::Core;
 
 /// What an entity decided for one command, released after persistence.
 pub struct Answer {
@@ -60,7 +57,7 @@ impl Session {
     /// Loads the state (from `cached` when given) and returns the messages
     /// that open the stream.
     async fn activate(
-        core: &Core,
+        core: &Context,
         svc: &EntityService,
         entity_id: &str,
         cached: Option<Cached>,
@@ -174,7 +171,7 @@ impl StreamAnswers {
     }
 }
 
-fn streamed() -> (StreamSink, StreamAnswers) {
+pub fn streamed() -> (StreamSink, StreamAnswers) {
     let (answers, rx) = flume::bounded(STREAM_BACKLOG);
     let (gone, alive) = oneshot::channel();
     (StreamSink { answers, gone }, StreamAnswers { answers: rx, _alive: alive })
@@ -227,6 +224,8 @@ pub struct Entities {
     /// Activations waiting for a slot.
     waiting: RefCell<Vec<oneshot::Sender<()>>>,
     clock: Cell<u64>,
+    /// Activations since start (for `/metrics`).
+    activated: Cell<u64>,
 }
 
 /// How long an activation at the cap waits for an idle entity to passivate.
@@ -240,6 +239,11 @@ impl Entities {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Entities activated on this core since start.
+    pub fn activated(&self) -> u64 {
+        self.activated.get()
     }
 
     fn tick(&self) -> u64 {
@@ -356,14 +360,14 @@ impl Handle {
 /// checking a few times per the shortest of the passivation timeouts and
 /// the command timeout. One sweeper per core instead of a timer per
 /// command keeps timers off the command path.
-pub async fn sweep_idle(core: Rc<Core>) {
-    let command_timeout = core.shared.config.entity_command_timeout;
+pub async fn sweep_idle(core: Rc<Context>) {
+    let command_timeout = core.limits.command_timeout;
     let shortest = core
         .router
         .services()
         .iter()
         .filter(|s| s.kind != EntityKind::Action)
-        .map(|s| s.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout))
+        .map(|s| s.passivation_timeout.unwrap_or(core.limits.passivation_timeout))
         .min();
     let Some(shortest) = shortest else { return };
     let every = (shortest.min(command_timeout) / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
@@ -373,63 +377,8 @@ pub async fn sweep_idle(core: Rc<Core>) {
     }
 }
 
-/// Serves a client's unary call of an entity method.
-pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: crate::dispatch::Request, responder: &mut Responder) -> DispatchEnd {
-    let reader = core.request_reader(request.body, responder);
-    // The request stays charged to its connection until the call ends, in
-    // whichever entity queue or mailbox it waits.
-    let (payload, _held) = match reader.single_held().await {
-        Ok(request) => request,
-        Err(status) => return DispatchEnd::Status(status),
-    };
-    let work = async {
-        let answer = call(core, route, payload).await?;
-        effects::finish(core, answer.side_effects, answer.outcome, &route.path, 0).await
-    };
-    super::respond_unary(responder, work).await
-}
-
-/// Serves one command for an entity method: reads the entity id from the
-/// request bytes, and runs it on the owning core.
-pub async fn call(core: &Rc<Core>, route: &MethodRoute, payload: Bytes) -> Result<Answer, Status> {
-    let (reply, answer) = oneshot::channel();
-    route_command(core, route, payload, Reply::Once(reply)).await;
-    answer.await.map_err(|_| terminated())?
-}
-
-/// Starts a streamed command (CRDT entities' server-streaming methods).
-pub async fn call_streamed(core: &Rc<Core>, route: &MethodRoute, payload: Bytes) -> StreamAnswers {
-    let (sink, answers) = streamed();
-    route_command(core, route, payload, Reply::Stream(sink)).await;
-    answers
-}
-
-/// Hands a command to its entity on the owning core; failures go to `reply`.
-async fn route_command(core: &Rc<Core>, route: &MethodRoute, payload: Bytes, reply: Reply) {
-    let entity_id = match key::extract(&payload, &route.key_fields) {
-        Ok(id) => id,
-        Err(e) => return reply.finish(Err(Status::new(Code::InvalidArgument, format!("{}: {e}", route.path)))),
-    };
-    let svc = core.router.service(route);
-    let owner = shard::owner(&svc.persistence_id, &entity_id, core.mailboxes.len());
-    if owner == core.id {
-        return submit(core, route.id, entity_id, payload, reply).await;
-    }
-    if let Err(e) = core.mailboxes[owner].send_async(Envelope { route: route.id, entity_id, payload, reply }).await {
-        e.into_inner().reply.finish(Err(Status::new(Code::Unavailable, "the owning core has stopped")));
-    }
-}
-
-/// Runs the commands other cores route to this one.
-pub async fn serve_mailbox(core: Rc<Core>, inbox: flume::Receiver<Envelope>) {
-    while let Ok(env) = inbox.recv_async().await {
-        let core = core.clone();
-        monoio::spawn(async move { submit(&core, env.route, env.entity_id, env.payload, env.reply).await });
-    }
-}
-
 /// Queues a command on this core's entity, activating it if needed.
-async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes, reply: Reply) {
+pub async fn submit(core: &Rc<Context>, route: usize, entity_id: String, payload: Bytes, reply: Reply) {
     let service = core.router.routes()[route].service;
     let key = (service, entity_id);
     let existing = core.entities.active.borrow().get(&key).map(|h| (h.tx.clone(), h.idle.clone()));
@@ -437,7 +386,7 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
         Some(found) => found,
         None => {
             // Boxed: the rare path stays out of every command's future.
-            if let Err(status) = Box::pin(core.entities.take_slot(core.shared.config.max_active_entities_per_core)).await {
+            if let Err(status) = Box::pin(core.entities.take_slot(core.limits.max_active)).await {
                 return reply.finish(Err(status));
             }
             // Another command may have activated it while this one waited.
@@ -451,7 +400,7 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
             }
         }
     };
-    let (len, limit) = (payload.len(), core.shared.config.entity_queue_bytes);
+    let (len, limit) = (payload.len(), core.limits.queue_bytes);
     if idle.queued_bytes.get() + len > limit && idle.queued_bytes.get() > 0 {
         let status = Status::new(Code::ResourceExhausted, format!("too many request bytes queued for this entity (limit {limit})"));
         return reply.finish(Err(status));
@@ -460,7 +409,7 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
         Ok(()) => idle.queued_bytes.set(idle.queued_bytes.get() + len),
         Err(queue::TrySendError::Full(Msg::Command(cmd))) => cmd.reply.finish(Err(Status::new(
             Code::ResourceExhausted,
-            format!("too many commands queued for this entity (limit {})", core.shared.config.entity_queue),
+            format!("too many commands queued for this entity (limit {})", core.limits.queue),
         ))),
         Err(queue::TrySendError::Disconnected(Msg::Command(cmd))) => cmd.reply.finish(Err(terminated())),
         Err(_) => unreachable!("a command was sent"),
@@ -468,14 +417,14 @@ async fn submit(core: &Rc<Core>, route: usize, entity_id: String, payload: Bytes
 }
 
 /// Starts an entity's task in a slot already taken.
-fn start(core: &Rc<Core>, key: EntityKey) -> (queue::Sender<Msg>, Rc<Idle>) {
-    let (tx, rx) = queue::bounded(core.shared.config.entity_queue);
+fn start(core: &Rc<Context>, key: EntityKey) -> (queue::Sender<Msg>, Rc<Idle>) {
+    let (tx, rx) = queue::bounded(core.limits.queue);
     let idle = Rc::new(Idle::default());
     let generation = core.entities.tick();
     let svc = &core.router.services()[key.0];
-    let timeout = svc.passivation_timeout.unwrap_or(core.shared.config.passivation_timeout);
+    let timeout = svc.passivation_timeout.unwrap_or(core.limits.passivation_timeout);
     core.entities.active.borrow_mut().insert(key.clone(), Handle { tx: tx.clone(), generation, idle: idle.clone(), timeout });
-    core.metrics.entity_activated();
+    core.entities.activated.set(core.entities.activated.get() + 1);
     monoio::spawn(run(core.clone(), key, rx, generation, idle.clone()));
     (tx, idle)
 }
@@ -546,7 +495,7 @@ impl Stream {
     }
 }
 
-async fn run(core: Rc<Core>, key: EntityKey, rx: queue::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
+async fn run(core: Rc<Context>, key: EntityKey, rx: queue::Receiver<Msg>, generation: u64, idle: Rc<Idle>) {
     let (service, entity_id) = (key.0, key.1.as_str());
     let svc = &core.router.services()[service];
     let fence = match &core.leases {
@@ -612,7 +561,7 @@ fn fail_queued(rx: &queue::Receiver<Msg>, status: &Status) {
 }
 
 /// One activation: load the state, open the stream and replay it.
-async fn activate(core: &Core, svc: &EntityService, entity_id: &str, cached: Option<Cached>) -> Result<(Session, Stream), Status> {
+async fn activate(core: &Context, svc: &EntityService, entity_id: &str, cached: Option<Cached>) -> Result<(Session, Stream), Status> {
     let (session, opening) = Session::activate(core, svc, entity_id, cached).await?;
     let (send, response) = {
         // Dropped once open: an idle entity does not hold the endpoint.
@@ -632,7 +581,7 @@ async fn activate(core: &Core, svc: &EntityService, entity_id: &str, cached: Opt
 /// command, so only what lives across commands is held here: activation
 /// and each command run in futures of their own, boxed (BENCHMARKS.md §10).
 async fn session(
-    core: &Rc<Core>,
+    core: &Rc<Context>,
     svc: &EntityService,
     key: &EntityKey,
     rx: &queue::Receiver<Msg>,
@@ -690,7 +639,7 @@ async fn session(
 /// then answer. `Ok(true)` asks for a restart; `Err` crashes the entity
 /// (the command's caller already has its answer).
 async fn command(
-    core: &Rc<Core>,
+    core: &Rc<Context>,
     entity_id: &str,
     idle: &Idle,
     session: &mut Session,
@@ -724,7 +673,7 @@ async fn command(
             Code::DeadlineExceeded,
             format!(
                 "user function did not answer command {id} of entity {entity_id:?} within {:?}",
-                core.shared.config.entity_command_timeout
+                core.limits.command_timeout
             ),
         )),
     };
@@ -753,7 +702,7 @@ async fn command(
 
 /// Persists an entity's writes under its lease; a failure may mean the
 /// lease is lost, so the lease thread looks at once.
-pub(super) async fn commit(core: &Core, writes: Vec<Write>, fence: Option<Fence>) -> Result<(), Status> {
+pub(super) async fn commit(core: &Context, writes: Vec<Write>, fence: Option<Fence>) -> Result<(), Status> {
     let result = core.store.commit(writes, fence).await;
     if let (Err(_), Some(leases), Some(fence)) = (&result, &core.leases, fence) {
         leases.check(fence);
@@ -763,7 +712,7 @@ pub(super) async fn commit(core: &Core, writes: Vec<Write>, fence: Option<Fence>
 
 /// An entity whose lease is gone must not serve another command from its
 /// in-memory state: another proxy may own it now.
-pub(super) fn lease_lost(core: &Core, fence: Option<Fence>) -> Option<Status> {
+pub(super) fn lease_lost(core: &Context, fence: Option<Fence>) -> Option<Status> {
     let (leases, fence) = (core.leases.as_ref()?, fence?);
     (!leases.holds(fence)).then(|| {
         Status::new(
@@ -773,7 +722,7 @@ pub(super) fn lease_lost(core: &Core, fence: Option<Fence>) -> Option<Status> {
     })
 }
 
-pub(super) fn terminated() -> Status {
+pub fn terminated() -> Status {
     Status::new(Code::Unavailable, "Entity terminated")
 }
 

@@ -18,7 +18,7 @@ use crate::proto::cloudstate::{
     Command,
 };
 use crate::store::Write;
-use crate::worker::Core;
+use super::Context;
 
 pub struct Session {
     persistence_id: String,
@@ -31,7 +31,7 @@ pub struct Session {
 
 impl Session {
     pub async fn activate(
-        core: &Core,
+        core: &Context,
         svc: &EntityService,
         entity_id: &str,
         cached: Option<Cached>,

@@ -5,16 +5,24 @@
 //! ```text
 //! front ─► route ─┬─ reflection (v1alpha, v1)
 //!                 ├─ grpc.health.v1.Health
-//!                 ├─ discovered method ─► entity::{action, stateful, crdt}
+//!                 ├─ action ─► [`action`] (the function's ActionProtocol)
+//!                 ├─ entity method ─► [`entity`] ─► [`route`] ─► owning core
 //!                 └─ unknown ─► UNIMPLEMENTED
 //! ```
+//!
+//! Every answer's side effects and forwards run here ([`effects`]): the
+//! entity modules only decide.
+
+pub mod action;
+pub mod effects;
+pub mod entity;
+pub mod route;
 
 use std::{rc::Rc, sync::atomic::Ordering, time::Instant};
 
 pub use crate::admin::metrics::Front;
 use crate::admin::{health, reflection};
 use crate::discovery::{EntityKind, MethodRoute};
-use crate::entity::{action, crdt, stateful};
 use crate::grpc::{self, Code, RequestBody, Responder, SendError, Status};
 use crate::http2::{Headers, Reason};
 use crate::worker::Core;
@@ -125,8 +133,9 @@ async fn serve(
         // not move kilobytes around (measured: an 8 KiB task, memmove 15 %
         // of a worker's CPU on unary passthrough).
         EntityKind::Action => action::serve(core, route, request, responder).await,
-        EntityKind::EventSourced | EntityKind::ValueEntity => Box::pin(stateful::serve(core, route, request, responder)).await,
-        EntityKind::Crdt => Box::pin(crdt::serve(core, route, request, responder)).await,
+        EntityKind::EventSourced | EntityKind::ValueEntity | EntityKind::Crdt => {
+            Box::pin(entity::serve(core, route, request, responder)).await
+        }
     }
 }
 

@@ -11,11 +11,11 @@ use tracing::{debug, warn};
 
 use crate::discovery::{report_error, EntityKind};
 use crate::grpc::{encode_prost, Code, Status};
-use crate::entity::stateful;
+use crate::entity::{Orphaned, Outcome};
+use crate::runtime::queue;
 use crate::proto::cloudstate::{
-    action::{action_response::Response, ActionCommand, ActionResponse},
-    client_action::Action,
-    Forward, Metadata, Reply, SideEffect,
+    action::{ActionCommand, ActionResponse},
+    Metadata, Reply, SideEffect,
 };
 use crate::proto::google::protobuf::Any;
 use crate::userfn;
@@ -25,37 +25,6 @@ use crate::worker::Core;
 const MAX_FORWARD_DEPTH: u8 = 32;
 
 type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
-
-/// What the function decided for the client, from an action or an entity.
-pub enum Outcome {
-    /// The function chose not to reply.
-    Nothing,
-    Reply(Reply),
-    Forward(Forward),
-    Failure(String),
-}
-
-impl From<Option<Response>> for Outcome {
-    fn from(r: Option<Response>) -> Outcome {
-        match r {
-            None => Outcome::Nothing,
-            Some(Response::Reply(r)) => Outcome::Reply(r),
-            Some(Response::Forward(f)) => Outcome::Forward(f),
-            Some(Response::Failure(f)) => Outcome::Failure(f.description),
-        }
-    }
-}
-
-impl From<Option<Action>> for Outcome {
-    fn from(a: Option<Action>) -> Outcome {
-        match a {
-            None => Outcome::Nothing,
-            Some(Action::Reply(r)) => Outcome::Reply(r),
-            Some(Action::Forward(f)) => Outcome::Forward(f),
-            Some(Action::Failure(f)) => Outcome::Failure(f.description),
-        }
-    }
-}
 
 /// Applies an action's response: effects, then reply/failure/forward.
 /// `Ok(None)` means the function chose not to reply.
@@ -107,6 +76,14 @@ pub async fn run_side_effects(core: &Rc<Core>, effects: Vec<SideEffect>, origin:
     }
 }
 
+/// Runs the side effects entities hand over with no caller waiting (see
+/// [`Orphaned`]), for as long as the core runs.
+pub async fn run_orphaned(core: Rc<Core>, orphans: queue::Receiver<Orphaned>) {
+    while let Some(orphaned) = orphans.recv().await {
+        run_side_effects(&core, orphaned.side_effects, &orphaned.origin, 0).await;
+    }
+}
+
 /// Calls `service/method` as a unary command and resolves its answer.
 pub fn dispatch(
     core: &Rc<Core>,
@@ -144,7 +121,7 @@ pub fn dispatch(
             // A streamed CRDT method called this way gives its first answer.
             EntityKind::EventSourced | EntityKind::ValueEntity | EntityKind::Crdt => {
                 let payload = payload.map(|p| p.value).unwrap_or_default();
-                let answer = stateful::call(&core, &route, payload).await?;
+                let answer = super::route::call(&core, &route, payload).await?;
                 finish(&core, answer.side_effects, answer.outcome, &route.path, depth).await
             }
         }

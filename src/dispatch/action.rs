@@ -17,10 +17,10 @@ use std::{pin::pin, rc::Rc};
 use bytes::Bytes;
 use crate::http2::{self, client::ResponseFuture};
 
-use super::metadata;
-use crate::dispatch::{End, Request};
+use super::effects::{decode_response, resolve};
+use super::{End, Request};
 use crate::discovery::{MethodRoute, Shape};
-use crate::effects::{decode_response, resolve};
+use crate::entity::metadata;
 use crate::grpc::{encode_prost, wait_capacity, Code, MessageReader, Responder};
 use crate::proto::cloudstate::{action::ActionCommand, Metadata};
 use crate::proto::google::protobuf::Any;
@@ -74,7 +74,7 @@ async fn unary(core: &Rc<Core>, route: &MethodRoute, metadata: Metadata, reader:
         let (_, body) = userfn::unary(&core.pool, uri, encode_prost(&command), core.max_message_size()).await?;
         resolve(core, decode_response(body)?, &route.path, 0).await
     };
-    super::respond_unary(responder, work).await
+    super::entity::respond_unary(responder, work).await
 }
 
 /// Client-streaming and bidi: the first command names the method, then one
