@@ -155,6 +155,11 @@ impl Cluster {
         (!values.is_empty()).then(|| values.iter().sum())
     }
 
+    /// [`Cluster::metric`] summed over replicas `nodes`.
+    fn metric_total(&self, nodes: &[usize], name: &str) -> u64 {
+        nodes.iter().filter_map(|&i| self.metric(i, name)).sum()
+    }
+
     /// Waits until no shard of the carts is held by `owner`, at most
     /// `bound` from `since`; returns when that was seen. Past the bound it
     /// panics with what every PostgreSQL session was doing.
@@ -462,6 +467,41 @@ fn assert_every_replica_serves(cluster: &Cluster, nodes: &[usize], stored: &BTre
 
 // === Scenarios ===
 
+/// The harness itself: a node cut off from its peers still reaches
+/// PostgreSQL, cut off from everything it reaches neither, the test reaches
+/// it throughout, and healing restores all of it.
+#[test]
+fn partitions_cut_what_they_say_and_heal() {
+    let cluster = Cluster::new(2);
+    let listener = |i: usize| {
+        let mut cmd = cluster.net.command(i, env!("CARGO_BIN_EXE_massa-example-fn"));
+        cmd.args(["--host", &cluster.net.addr(i).to_string(), "--port", &FN_PORT.to_string()]);
+        let p = Proc::spawn_command(cmd);
+        p.must_log("listening on");
+        p
+    };
+    let _listeners = [listener(0), listener(1)];
+    let (peer, pg, me) = (cluster.net.addr(0).to_string(), cluster.net.shared().to_string(), cluster.net.addr(1).to_string());
+    let pg_port = cluster.pg.port().to_string();
+    // Node 1 connecting to `addr:port` (bash's /dev/tcp), within a second.
+    let reaches = |addr: &str, port: &str| {
+        let mut cmd = cluster.net.command(1, "timeout");
+        cmd.args(["1", "bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/{port}")]);
+        cmd.stderr(std::process::Stdio::null()).status().unwrap().success()
+    };
+    let test_reaches = || std::net::TcpStream::connect_timeout(&format!("{me}:{FN_PORT}").parse().unwrap(), Duration::from_secs(1)).is_ok();
+    let fn_port = FN_PORT.to_string();
+    assert!(reaches(&peer, &fn_port) && reaches(&pg, &pg_port) && test_reaches(), "before any partition");
+    cluster.net.partition(1, Cut::Peers);
+    assert!(!reaches(&peer, &fn_port), "cut off from its peers");
+    assert!(reaches(&pg, &pg_port) && test_reaches(), "PostgreSQL and the test still reached");
+    cluster.net.partition(1, Cut::Everything);
+    assert!(!reaches(&peer, &fn_port) && !reaches(&pg, &pg_port), "cut off from everything");
+    assert!(test_reaches(), "the test still reaches it");
+    cluster.net.heal(1);
+    assert!(reaches(&peer, &fn_port) && reaches(&pg, &pg_port) && test_reaches(), "healed");
+}
+
 #[test]
 fn steady_state_every_proxy_serves_every_cart_and_every_acked_command_is_stored() {
     let mut cluster = Cluster::new(3);
@@ -477,6 +517,8 @@ fn steady_state_every_proxy_serves_every_cart_and_every_acked_command_is_stored(
     let stored = check_store(&cluster, &records);
     assert_failures_within(&records, &[], t0);
     assert_every_replica_serves(&cluster, &[0, 1, 2], &stored);
+    assert!(cluster.metric_total(&[0, 1, 2], "massa_forwarded_calls_total") > 0, "no call forwarded");
+    assert!(cluster.metric_total(&[0, 1, 2], "massa_lease_renewals_total") > 0, "no lease renewed");
 }
 
 #[test]
@@ -500,6 +542,7 @@ fn a_killed_proxy_s_shards_move_and_no_acked_command_is_lost() {
     let stored = check_store(&cluster, &records);
     assert_failures_within(&records, &[(killed, moved + SETTLE)], t0);
     assert_every_replica_serves(&cluster, &[0, 1], &stored);
+    assert!(cluster.metric_total(&[0, 1], "massa_ownership_changes_total") > 0, "the survivors counted no ownership change");
 }
 
 #[test]
@@ -518,7 +561,7 @@ fn a_partitioned_proxy_never_writes_beside_the_new_owner_and_rejoins() {
     thread::sleep(LEASE * 3);
     let from_all = Instant::now();
     cluster.net.partition(2, Cut::Everything);
-    let moved = cluster.moved_from(&cluster.name(2), from_all, LEASE + MOVE_MARGIN);
+    cluster.moved_from(&cluster.name(2), from_all, LEASE + MOVE_MARGIN);
     thread::sleep(LEASE);
     let healed = Instant::now();
     cluster.net.heal(2);
