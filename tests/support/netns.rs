@@ -196,13 +196,27 @@ fn remove_claimed(claim: &Path) {
             let _ = Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
         };
         match line.split_once(' ') {
-            // The veth pair goes with its namespace.
-            Some(("netns", ns)) => quiet(&["netns", "del", ns]),
+            // Processes a killed test left inside go first; the veth pair
+            // goes with its namespace.
+            Some(("netns", ns)) => {
+                kill_inside(ns);
+                quiet(&["netns", "del", ns]);
+            }
             Some(("bridge", br)) => quiet(&["link", "del", br]),
             _ => {}
         }
     }
     let _ = fs::remove_dir_all(claim);
+}
+
+/// SIGKILLs every process in namespace `ns` (none, unless a test process
+/// died without dropping its children).
+fn kill_inside(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).stderr(Stdio::null()).output() else { return };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        // SAFETY: signalling a process by id has no memory preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
 }
 
 fn require_tools() {
