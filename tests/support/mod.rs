@@ -24,6 +24,7 @@ use massa::userfn::{CallResponse, Pool, Target};
 
 pub mod cart;
 pub mod interceptor;
+pub mod netns;
 pub mod postgres;
 
 /// Upper bound for anything a test waits for; generous, never a threshold.
@@ -225,7 +226,12 @@ impl Massa {
 
 /// A plain HTTP/1.1 GET; `(status, body)`, `None` if nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// [`http_get`] to another address (a test's network namespace).
+pub fn http_get_at(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect((host, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
     let mut out = String::new();
@@ -290,19 +296,25 @@ pub fn run<F: std::future::Future>(f: F) -> F::Output {
 
 /// A gRPC client to one address; connects lazily inside each [`run`].
 pub struct Client {
+    host: String,
     port: u16,
     pool: Rc<RefCell<Option<Rc<Pool>>>>,
 }
 
 impl Client {
     pub fn new(port: u16) -> Client {
-        Client { port, pool: Rc::default() }
+        Client::at("127.0.0.1", port)
+    }
+
+    /// A client to another address (a test's network namespace).
+    pub fn at(host: &str, port: u16) -> Client {
+        Client { host: host.to_owned(), port, pool: Rc::default() }
     }
 
     pub fn pool(&self) -> Rc<Pool> {
         let mut slot = self.pool.borrow_mut();
         if slot.is_none() {
-            *slot = Some(Rc::new(Pool::new(Target::Tcp { host: "127.0.0.1".into(), port: self.port }, 1)));
+            *slot = Some(Rc::new(Pool::new(Target::Tcp { host: self.host.clone(), port: self.port }, 1)));
             LIVE_POOLS.with(|l| l.borrow_mut().push(self.pool.clone()));
         }
         slot.clone().unwrap()

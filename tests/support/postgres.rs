@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL server for tests: a fresh cluster (initdb) in a
-//! directory under /tmp, the server on a free port of 127.0.0.1 only,
-//! stopped and removed on drop. It runs as the `postgres` user when the
+//! directory under /tmp, the server on a free port of 127.0.0.1 (and of one
+//! more address for the cluster tests' namespaces, if asked), stopped and
+//! removed on drop. It runs as the `postgres` user when the
 //! tests run as root (the server refuses root), which is why the directory
 //! is under /tmp and not in a private temp dir it could not enter.
 //!
@@ -27,6 +28,8 @@ pub struct Postgres {
     bin: PathBuf,
     root: PathBuf,
     port: u16,
+    /// `listen_addresses`: 127.0.0.1, and maybe one more.
+    listen: String,
     /// `(uid, gid)` of the `postgres` user when running as root.
     user: Option<(u32, u32)>,
     server: Option<Child>,
@@ -36,6 +39,16 @@ impl Postgres {
     /// Creates a cluster and starts its server; panics with what to
     /// install if the PostgreSQL server binaries are missing.
     pub fn start() -> Postgres {
+        Postgres::start_listening(None)
+    }
+
+    /// [`Postgres::start`], also listening on `addr` for clients of the
+    /// subnet `clients` (CIDR), which it trusts as it trusts loopback.
+    pub fn start_on(addr: std::net::Ipv4Addr, clients: &str) -> Postgres {
+        Postgres::start_listening(Some((addr, clients)))
+    }
+
+    fn start_listening(extra: Option<(std::net::Ipv4Addr, &str)>) -> Postgres {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let bin = server_binaries();
         let root = PathBuf::from(format!("/tmp/massa-pg-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
@@ -49,18 +62,33 @@ impl Postgres {
             assert_eq!(unsafe { libc::chown(path.as_ptr(), uid, gid) }, 0, "chown {}", root.display());
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut pg = Postgres { bin, root, port, user, server: None };
+        let listen = match extra {
+            Some((addr, _)) => format!("127.0.0.1,{addr}"),
+            None => "127.0.0.1".to_owned(),
+        };
+        let mut pg = Postgres { bin, root, port, listen, user, server: None };
         let mut initdb = pg.command("initdb");
         initdb.arg("-D").arg(pg.data()).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]);
         let out = initdb.stdout(Stdio::null()).output().expect("running initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some((_, clients)) = extra {
+            let hba = pg.data().join("pg_hba.conf");
+            let mut rules = fs::read_to_string(&hba).unwrap();
+            rules.push_str(&format!("host all all {clients} trust\n"));
+            fs::write(&hba, rules).unwrap();
+        }
         pg.start_server();
         pg
     }
 
     /// A connection string for the `postgres` database as its superuser.
     pub fn url(&self) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+        self.url_at("127.0.0.1")
+    }
+
+    /// [`Postgres::url`] through another address it listens on.
+    pub fn url_at(&self, host: impl std::fmt::Display) -> String {
+        format!("host={host} port={} user=postgres dbname=postgres", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -73,7 +101,7 @@ impl Postgres {
         assert!(self.server.is_none(), "already running");
         let log = fs::File::create(self.root.join("server.log")).unwrap();
         let mut cmd = self.command("postgres");
-        cmd.arg("-D").arg(self.data()).args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"]);
+        cmd.arg("-D").arg(self.data()).args(["-p", &self.port.to_string(), "-c", &format!("listen_addresses={}", self.listen)]);
         cmd.arg("-k").arg(&self.root).stdout(Stdio::null()).stderr(log);
         self.server = Some(cmd.spawn().expect("starting postgres"));
         let start = Instant::now();
