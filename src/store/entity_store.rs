@@ -17,6 +17,13 @@ use super::{keys, migrate, CrdtRecords, Fence, Journal, Op, Store, TaggedEvent, 
 /// Upper bound on events read back in one activation scan step.
 const SCAN_STEP: usize = 4096;
 
+/// Times a batch is retried after its tag-log offsets were found taken by
+/// another proxy.
+const OFFSET_RETRIES: u32 = 8;
+/// Pages of [`SCAN_STEP`] tag entries read looking for the end of what
+/// other proxies wrote past this one's counter.
+const OFFSET_PAGES: usize = 256;
+
 /// Entity state over a key-value [`Store`].
 ///
 /// Global event offsets (the tag log) are taken from an atomic counter, and
@@ -159,7 +166,66 @@ impl EntityStore {
     /// Applies a batch atomically for storage writer `writer`, provided
     /// every lease of `fence` is still this proxy's; its events get
     /// consecutive global offsets.
+    ///
+    /// Several proxies sharing one database take offsets from counters of
+    /// their own, so a batch's tag-log entry may find its offset written by
+    /// another proxy. That collision is harmless (nothing of the batch was
+    /// written): the counter jumps past what the others wrote and the batch
+    /// is tried again, a few times. An *event* already written is a real
+    /// conflict (a second writer of one journal) and fails the batch.
     pub fn write(&self, writer: u16, fence: &[Fence], batch: &[Write], sync: bool) -> io::Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.write_once(writer, fence, batch, sync) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < OFFSET_RETRIES && !self.any_event_written(batch)? => {
+                    attempt += 1;
+                    self.skip_taken_offsets(batch)?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Whether another writer already stored one of the batch's events.
+    fn any_event_written(&self, batch: &[Write]) -> io::Result<bool> {
+        for write in batch {
+            if let Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } = write {
+                for i in 0..events.len() as u64 {
+                    if self.kv.get(&keys::event(pid, eid, first_sequence + i))?.is_some() {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Moves the offset counter past the tag-log entries other writers have
+    /// stored beyond it, for every persistence id the batch appends to.
+    fn skip_taken_offsets(&self, batch: &[Write]) -> io::Result<()> {
+        let from = self.last_offset.load(Ordering::Relaxed);
+        let mut highest = from;
+        for write in batch {
+            let Write::Events { persistence_id: pid, .. } = write else { continue };
+            for _ in 0..OFFSET_PAGES {
+                let page = self.kv.scan(&keys::tags_of(pid), &keys::tag(pid, highest + 1), SCAN_STEP)?;
+                if let Some((k, _)) = page.last() {
+                    highest = highest.max(keys::trailing_u64(k).ok_or_else(|| corrupt("tag key", pid, ""))?);
+                }
+                if page.len() < SCAN_STEP {
+                    break;
+                }
+            }
+        }
+        let before = self.last_offset.fetch_max(highest, Ordering::Relaxed);
+        if highest > before {
+            // Written elsewhere: finished, as far as this proxy's readers go.
+            self.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(before + 1, highest);
+        }
+        Ok(())
+    }
+
+    fn write_once(&self, writer: u16, fence: &[Fence], batch: &[Write], sync: bool) -> io::Result<()> {
         let count: u64 = batch.iter().map(|w| if let Write::Events { events, .. } = w { events.len() as u64 } else { 0 }).sum();
         let first = self.last_offset.fetch_add(count, Ordering::Relaxed) + 1;
         let result = self.commit(writer, fence, batch, first, count, sync);

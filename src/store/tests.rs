@@ -222,8 +222,7 @@ fn a_second_writer_of_an_event_fails_its_whole_batch_and_forks_nothing() {
     let first = postgres(&pg);
     first.write(0, &[], &[events("cart", "a", 1, 2)], true).unwrap();
     // Opened after that commit, so its tag-log offsets start past the
-    // first writer's: only the event's key can collide. (Writers sharing a
-    // database concurrently need offsets allocated by it: not yet.)
+    // first writer's: only the event's key collides.
     let second = postgres(&pg);
     let mut forked = events("cart", "a", 2, 1);
     if let Write::Events { events, .. } = &mut forked {
@@ -338,4 +337,30 @@ fn catching_up_moves_the_tag_log_past_another_writers_offsets() {
     b.write(0, &[], &[events("cart", "b", 1, 1)], true).unwrap();
     let log = b.events_by_tag("cart", 1, 10).unwrap();
     assert_eq!(log.iter().map(|e| (e.offset, e.entity_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "a"), (3, "a"), (4, "b")]);
+}
+
+#[test]
+fn writers_sharing_a_database_renumber_colliding_tag_offsets_instead_of_failing() {
+    let pg = Postgres::start();
+    // Both opened on an empty database: their offset counters start equal,
+    // as two proxies started together do.
+    let (a, b) = (postgres(&pg), postgres(&pg));
+    let value = || Write::PutValue { persistence_id: "v".into(), entity_id: "y".into(), value: "kept".into() };
+    a.write(0, &[], &[events("cart", "a", 1, 3)], true).unwrap();
+    // b's offsets 1..2 are a's: renumbered, and the whole batch applies.
+    b.write(0, &[], &[value(), events("cart", "b", 1, 2)], true).unwrap();
+    a.write(1, &[], &[events("cart", "a", 4, 1)], true).unwrap();
+    assert_eq!(b.read_value("v", "y").unwrap(), Some(Bytes::from("kept")));
+    let log = a.events_by_tag("cart", 1, 100).unwrap();
+    let mut offsets: Vec<u64> = log.iter().map(|e| e.offset).collect();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 6, "one entry per event, none lost or shared: {log:?}");
+    let order: Vec<(&str, u64)> = log.iter().map(|e| (e.entity_id.as_str(), e.sequence)).collect();
+    for (eid, n) in [("a", 4), ("b", 2)] {
+        let seqs: Vec<u64> = order.iter().filter(|(e, _)| *e == eid).map(|(_, s)| *s).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "entity {eid}'s events in order in the tag log");
+    }
+    // A real second writer of an event still fails, renumbering or not.
+    let err = b.write(0, &[], &[events("cart", "a", 2, 1)], true).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
 }
