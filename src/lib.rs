@@ -45,6 +45,8 @@
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.
 //! - [`store`]: RocksDB, PostgreSQL and in-memory stores, storage threads,
 //!   group commit; [`store::lease`]: shard leases with fencing (PostgreSQL).
+//! - [`cluster`]: membership (gossip) and placement of lease shards on
+//!   members (rendezvous hashing).
 //! - [`effects`]: forwards and side effects.
 //! - [`eventing`]: event-log consumers (events as action commands, stored
 //!   offsets).
@@ -53,6 +55,7 @@
 //! - [`proto`]: generated protocol types.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod crdt;
 pub mod discovery;
