@@ -9,6 +9,7 @@ use std::{
 use tracing::{error, info, warn};
 
 use crate::admin;
+use crate::cluster::{Cluster, GossipSettings};
 use crate::config::{Config, Durability, StoreKind};
 use crate::discovery::{self, Acceptance, Backoff, EntityKind};
 use crate::runtime;
@@ -39,10 +40,11 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let shared = Arc::new(Shared::new(config, tls));
     let config = &shared.config;
-    let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone())?;
-
     let addr = public_addr(config)?;
-    let (store_lanes, storage, leases) = open_store(config, workers, addr)?;
+    let cluster = start_cluster(config, addr)?;
+    let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone(), cluster.clone())?;
+
+    let (store_lanes, storage, leases) = open_store(config, workers, cluster.self_id())?;
     let accept = Acceptance {
         strict_protocol: config.strict_protocol,
         supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity, EntityKind::Crdt],
@@ -68,9 +70,12 @@ pub fn run(config: Config) -> Result<(), String> {
     let started = worker::start(workers, addr, shared.clone(), router, store_lanes, leases.clone())?;
     let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
     shared.ready.store(true, Ordering::Release);
+    cluster.serve();
     info!(%addr, admin = %admin_addr, workers, "Massa ready");
 
     let _ = signals.recv();
+    // First, so the others place this proxy's shards elsewhere while it drains.
+    cluster.leave();
     info!(timeout = ?config.shutdown_timeout, "shutting down: draining in-flight calls");
     shared.draining.store(true, Ordering::Release);
     for w in &started {
@@ -108,6 +113,21 @@ fn public_addr(config: &Config) -> Result<SocketAddr, String> {
     std::net::TcpListener::bind(addr).and_then(|l| l.local_addr()).map_err(|e| format!("picking a port on {addr}: {e}"))
 }
 
+/// This proxy's membership: gossip with `--cluster-seeds`, else a cluster
+/// of one. Its member id is the advertised address.
+fn start_cluster(config: &Config, addr: SocketAddr) -> Result<Arc<Cluster>, String> {
+    let self_id = config.advertised(addr.port(), std::env::var("POD_IP").ok().filter(|ip| !ip.is_empty()), hostname);
+    let gossip = if config.cluster_seeds.is_empty() {
+        None
+    } else if config.store != StoreKind::Postgres {
+        // Each proxy would keep its own copy of every entity.
+        return Err("--cluster-seeds needs --store postgres: proxies of one cluster must share their entities' state".to_owned());
+    } else {
+        Some(GossipSettings { seeds: config.cluster_seeds.clone(), port: config.cluster_port })
+    };
+    Cluster::start(self_id, config.shards, gossip.as_ref()).map_err(|e| e.to_string())
+}
+
 /// The TLS files, if configured; a certificate needs its key and the other
 /// way round, and a client CA needs both.
 fn tls_files(config: &Config) -> Result<Option<Files>, String> {
@@ -142,7 +162,7 @@ type Opened = (Vec<store::Lanes>, store::StorageThreads, Option<Arc<Leases>>);
 
 /// Opens the configured store and starts one storage thread per worker,
 /// and with PostgreSQL (which other proxies may share) the shard leases.
-fn open_store(config: &Config, workers: usize, addr: SocketAddr) -> Result<Opened, String> {
+fn open_store(config: &Config, workers: usize, owner: &str) -> Result<Opened, String> {
     let mut postgres = None;
     let (backend, guard): (Box<dyn store::Store>, _) = match config.store {
         StoreKind::Memory => (Box::new(store::MemoryStore::default()), None),
@@ -166,8 +186,7 @@ fn open_store(config: &Config, workers: usize, addr: SocketAddr) -> Result<Opene
     let leases = match postgres {
         None => None,
         Some(pg) => {
-            let owner = config.advertise_address.clone().unwrap_or_else(|| format!("{}:{}", hostname(), addr.port()));
-            Some(Leases::start(pg, entity_store.clone(), owner, config.shards, config.lease_duration).map_err(|e| format!("shard leases: {e}"))?)
+            Some(Leases::start(pg, entity_store.clone(), owner.to_owned(), config.shards, config.lease_duration).map_err(|e| format!("shard leases: {e}"))?)
         }
     };
     let (lanes, threads) = store::spawn_threads(entity_store, workers, config.durability == Durability::Sync)

@@ -3,7 +3,7 @@
 //! an optional TOML file supplies defaults. Precedence: flag > env > file >
 //! built-in default. `massa --help` is the reference.
 
-use std::{ffi::OsString, net::IpAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
+use std::{ffi::OsString, net::{IpAddr, SocketAddr}, num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
@@ -143,10 +143,23 @@ pub struct Config {
     #[arg(long, env = "MASSA_LEASE_DURATION", default_value = "10s", value_parser = parse_lease_duration)]
     pub lease_duration: Duration,
 
-    /// How other proxies name (and will reach) this one as a lease owner;
-    /// default `hostname:http-port`.
+    /// How other proxies name and reach this one: its lease owner name and
+    /// cluster member id, `host:port` or a bare host (the public port is
+    /// appended). Default: `$POD_IP`, else the host name.
     #[arg(long, env = "MASSA_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<String>,
+
+    /// Gossip with these proxies to form a cluster (`--store postgres`
+    /// only): `host:port` or bare hosts (then `--cluster-port`),
+    /// comma-separated; names are resolved again every minute (e.g. a
+    /// Kubernetes headless Service). Seeds that are this proxy are skipped.
+    #[arg(long, env = "MASSA_CLUSTER_SEEDS", value_delimiter = ',')]
+    pub cluster_seeds: Vec<String>,
+
+    /// UDP port of cluster gossip, bound on the advertised host (or every
+    /// interface when that is not this machine's address).
+    #[arg(long, env = "MASSA_CLUSTER_PORT", default_value_t = 9100)]
+    pub cluster_port: u16,
 
     /// RocksDB data directory.
     #[arg(long, env = "MASSA_DATA_DIR", default_value = "./massa-data")]
@@ -313,6 +326,13 @@ impl Config {
         Config::from_arg_matches(&matches).map_err(LoadError::Clap)
     }
 
+    /// This proxy's advertised `host:port`: `--advertise-address`, else
+    /// `pod_ip`, else `hostname()`, a bare host getting `public_port`.
+    pub fn advertised(&self, public_port: u16, pod_ip: Option<String>, hostname: impl FnOnce() -> String) -> String {
+        let host = self.advertise_address.clone().or(pod_ip).unwrap_or_else(hostname);
+        with_port(&host, public_port)
+    }
+
     /// Worker count: the flag, or what the process may run on.
     pub fn worker_count(&self) -> usize {
         self.workers.unwrap_or_else(|| default_workers(std::thread::available_parallelism().ok())).max(1)
@@ -323,6 +343,27 @@ impl Config {
 /// already honours the cgroup CPU quota and the affinity mask.
 pub fn default_workers(available: Option<NonZeroUsize>) -> usize {
     available.map_or(1, NonZeroUsize::get)
+}
+
+/// `addr` if it has a port (`host:port`, `[v6]:port`), else the bare host
+/// (a name, an IPv4 or IPv6 address, bracketed or not) with `port`.
+pub fn with_port(addr: &str, port: u16) -> String {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return addr.to_owned();
+    }
+    if let Ok(ip) = addr.parse::<IpAddr>() {
+        return SocketAddr::new(ip, port).to_string();
+    }
+    match addr.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') && p.parse::<u16>().is_ok() => addr.to_owned(),
+        _ => format!("{addr}:{port}"),
+    }
+}
+
+/// The host of a `host:port` (IPv6 without its brackets).
+pub fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
 
 fn config_path(args: &[OsString]) -> Option<PathBuf> {
@@ -450,6 +491,33 @@ mod tests {
         std::fs::write(&file, "no-such-setting = 1\n").unwrap();
         let err = Config::load(["massa", "--config", f]).unwrap_err().to_string();
         assert!(err.contains("unknown setting `no-such-setting`"), "{err}");
+    }
+
+    #[test]
+    fn advertised_address_gets_the_public_port_when_bare() {
+        assert_eq!(with_port("10.1.2.3", 9000), "10.1.2.3:9000");
+        assert_eq!(with_port("10.1.2.3:8000", 9000), "10.1.2.3:8000");
+        assert_eq!(with_port("pod-0.massa", 9000), "pod-0.massa:9000");
+        assert_eq!(with_port("pod-0.massa:8000", 9000), "pod-0.massa:8000");
+        assert_eq!(with_port("fd00::1", 9000), "[fd00::1]:9000");
+        assert_eq!(with_port("[fd00::1]", 9000), "[fd00::1]:9000");
+        assert_eq!(with_port("[fd00::1]:8000", 9000), "[fd00::1]:8000");
+        assert_eq!((host_of("[fd00::1]:8000"), host_of("pod-0.massa:1"), host_of("10.1.2.3:9")), ("fd00::1", "pod-0.massa", "10.1.2.3"));
+
+        let host = || "box".to_owned();
+        let c = Config::load(["massa"]).unwrap();
+        assert_eq!(c.advertised(9000, None, host), "box:9000");
+        assert_eq!(c.advertised(9000, Some("10.0.0.7".into()), host), "10.0.0.7:9000");
+        let c = Config::load(["massa", "--advertise-address", "127.0.0.2"]).unwrap();
+        assert_eq!(c.advertised(9001, Some("10.0.0.7".into()), host), "127.0.0.2:9001");
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let c = Config::load(["massa"]).unwrap();
+        assert_eq!((c.cluster_seeds.len(), c.cluster_port), (0, 9100));
+        let c = Config::load(["massa", "--cluster-seeds", "massa-headless,10.0.0.1:9200", "--cluster-port", "9300"]).unwrap();
+        assert_eq!((c.cluster_seeds, c.cluster_port), (vec!["massa-headless".to_owned(), "10.0.0.1:9200".to_owned()], 9300));
     }
 
     #[test]

@@ -49,6 +49,8 @@
 //! - [`shard`]: which core owns an entity; cross-core mailboxes.
 //! - [`store`]: RocksDB, PostgreSQL and in-memory stores, storage threads,
 //!   group commit; [`store::lease`]: shard leases with fencing (PostgreSQL).
+//! - [`cluster`]: membership (gossip) and placement of lease shards on
+//!   members (rendezvous hashing).
 //! - [`eventing`]: event-log consumers (events as action commands, stored
 //!   offsets).
 //! - [`transcode`]: HTTP/JSON transcoding rules, requests and replies.
@@ -56,6 +58,7 @@
 //! - [`proto`]: generated protocol types.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod crdt;
 pub mod discovery;

@@ -12,6 +12,7 @@ use std::{
 
 use hdrhistogram::Histogram;
 
+use crate::cluster::{MemberState, Members};
 use crate::discovery::Router;
 use crate::grpc::Code;
 
@@ -221,9 +222,13 @@ const ALL_CODES: [Code; 17] = [
 ];
 
 /// Process-level facts rendered with the per-core figures.
-pub struct Process {
+pub struct Process<'a> {
     pub ready: bool,
     pub workers: usize,
+    /// This proxy's view of the cluster.
+    pub members: &'a Members,
+    /// Membership changes seen since start ([`crate::cluster::Cluster::version`]).
+    pub membership_changes: u64,
 }
 
 /// Renders merged snapshots as Prometheus text exposition.
@@ -233,6 +238,15 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
     let _ = writeln!(out, "# TYPE massa_ready gauge\nmassa_ready {}", u8::from(process.ready));
     let _ = writeln!(out, "# HELP massa_workers Worker threads (one executor per core).");
     let _ = writeln!(out, "# TYPE massa_workers gauge\nmassa_workers {}", process.workers);
+    let _ = writeln!(out, "# HELP massa_cluster_members Live cluster members (this proxy included), by state.");
+    let _ = writeln!(out, "# TYPE massa_cluster_members gauge");
+    for state in MemberState::ALL {
+        let n = process.members.members().iter().filter(|m| m.state == state).count();
+        let _ = writeln!(out, "massa_cluster_members{{state=\"{}\"}} {n}", state.as_str());
+    }
+    let _ = writeln!(out, "# HELP massa_cluster_membership_changes_total Changes of the live member set or of a member's state.");
+    let _ = writeln!(out, "# TYPE massa_cluster_membership_changes_total counter");
+    let _ = writeln!(out, "massa_cluster_membership_changes_total {}", process.membership_changes);
     let (Some(router), Some(mut total)) = (router, snapshots.into_iter().reduce(|mut a, b| {
         a.merge(&b);
         a

@@ -1,5 +1,5 @@
 //! Introspection and operations: the admin HTTP port (`/health/live`,
-//! `/health/ready`, `/metrics`) on its own small thread, and the gRPC
+//! `/health/ready`, `/metrics`, `/cluster`) on its own small thread, and the gRPC
 //! health and reflection services served on the public port.
 
 pub mod health;
@@ -19,6 +19,7 @@ use futures_channel::oneshot;
 use monoio::net::TcpListener;
 use tracing::{debug, info};
 
+use crate::cluster::Cluster;
 use crate::config::IoDriver;
 use crate::grpc::budget::Budget;
 use crate::http2::Headers;
@@ -41,7 +42,7 @@ const LIMITS: Http1Limits = Http1Limits {
 
 /// Binds the admin port and serves it on thread `massa-admin`. It runs
 /// before discovery, so `/health/ready` can say "not yet".
-pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String> {
+pub fn start(addr: SocketAddr, shared: Arc<Shared>, cluster: Arc<Cluster>) -> Result<SocketAddr, String> {
     let std_listener = std::net::TcpListener::bind(addr).map_err(|e| format!("binding admin port {addr}: {e}"))?;
     let local = std_listener.local_addr().map_err(|e| e.to_string())?;
     std_listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -49,9 +50,9 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String
         .name("massa-admin".to_owned())
         .spawn(move || {
             let serve = async move {
-                let admin = Rc::new(Admin(shared));
+                let admin = Rc::new(Admin { shared, cluster });
                 let listener = TcpListener::from_std(std_listener).expect("admin listener");
-                info!(addr = %local, "admin port serving /health/live, /health/ready, /metrics");
+                info!(addr = %local, "admin port serving /health/live, /health/ready, /metrics, /cluster");
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
@@ -75,7 +76,10 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<SocketAddr, String
 }
 
 /// The admin endpoints, on the same HTTP/1.1 server as the public port.
-struct Admin(Arc<Shared>);
+struct Admin {
+    shared: Arc<Shared>,
+    cluster: Arc<Cluster>,
+}
 
 impl HttpService for Admin {
     fn serve_http<'a, W: ResponseWriter + 'a>(
@@ -85,18 +89,23 @@ impl HttpService for Admin {
         _: &'a Rc<Budget>,
     ) -> impl std::future::Future<Output = ()> + 'a {
         async move {
-            let shared = &self.0;
+            let shared = &self.shared;
             let result = match (request.method(), request.path()) {
                 ("GET", "/health/live") => respond_text(writer, 200, "live\n").await,
                 ("GET", "/health/ready") if is_ready(shared) => respond_text(writer, 200, "ready\n").await,
                 ("GET", "/health/ready") => respond_text(writer, 503, "not ready\n").await,
                 ("GET", "/metrics") => {
-                    let text = scrape(shared).await;
+                    let text = scrape(shared, &self.cluster).await;
                     let mut headers = Headers::new();
                     headers.push(b"content-type", b"text/plain; version=0.0.4");
                     respond(writer, 200, &headers, text.into()).await
                 }
-                ("GET", _) => respond_text(writer, 404, "try /health/live, /health/ready or /metrics\n").await,
+                ("GET", "/cluster") => {
+                    let mut headers = Headers::new();
+                    headers.push(b"content-type", b"application/json");
+                    respond(writer, 200, &headers, cluster_view(&self.cluster).into()).await
+                }
+                ("GET", _) => respond_text(writer, 404, "try /health/live, /health/ready, /metrics or /cluster\n").await,
                 _ => respond_text(writer, 405, "GET only\n").await,
             };
             if result.is_err() {
@@ -113,7 +122,7 @@ pub fn is_ready(shared: &Shared) -> bool {
 }
 
 /// Collects every core's snapshot and renders the merged text.
-async fn scrape(shared: &Shared) -> String {
+async fn scrape(shared: &Shared, cluster: &Cluster) -> String {
     let mut snapshots = Vec::new();
     let workers = shared.workers.get().map(Vec::as_slice).unwrap_or_default();
     for control in workers {
@@ -124,6 +133,31 @@ async fn scrape(shared: &Shared) -> String {
             }
         }
     }
-    let process = metrics::Process { ready: is_ready(shared), workers: workers.len() };
+    let members = cluster.members();
+    let process = metrics::Process {
+        ready: is_ready(shared),
+        workers: workers.len(),
+        members: &members,
+        membership_changes: cluster.version(),
+    };
     metrics::render(shared.router.get().map(|r| &**r), snapshots, &process)
+}
+
+/// `/cluster`: this proxy's view of the members, their states and how many
+/// shards it places on each (every proxy should agree once gossip settled).
+fn cluster_view(cluster: &Cluster) -> String {
+    let view = cluster.members();
+    let members: Vec<serde_json::Value> = view
+        .members()
+        .iter()
+        .zip(view.shard_counts())
+        .map(|(m, shards)| serde_json::json!({ "id": m.id, "state": m.state.as_str(), "shards": shards }))
+        .collect();
+    let body = serde_json::json!({
+        "self": cluster.self_id(),
+        "version": cluster.version(),
+        "shards": view.shards(),
+        "members": members,
+    });
+    format!("{body:#}\n")
 }
