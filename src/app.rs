@@ -44,7 +44,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let cluster = start_cluster(config, addr)?;
     let admin_addr = admin::start(SocketAddr::new(config.admin_interface, config.admin_port), shared.clone(), cluster.clone())?;
 
-    let (store_lanes, storage, leases) = open_store(config, workers, cluster.self_id())?;
+    let (store_lanes, storage, leases) = open_store(config, workers, &cluster)?;
+    if let Some(leases) = &leases {
+        let _ = shared.leases.set(leases.clone());
+    }
     let accept = Acceptance {
         strict_protocol: config.strict_protocol,
         supported: vec![EntityKind::Action, EntityKind::EventSourced, EntityKind::ValueEntity, EntityKind::Crdt],
@@ -67,7 +70,7 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let _ = shared.router.set(router.clone());
 
-    let started = worker::start(workers, addr, shared.clone(), router, store_lanes, leases.clone())?;
+    let started = worker::start(workers, addr, shared.clone(), router, store_lanes, leases.clone(), cluster.clone())?;
     let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
     shared.ready.store(true, Ordering::Release);
     cluster.serve();
@@ -162,7 +165,7 @@ type Opened = (Vec<store::Lanes>, store::StorageThreads, Option<Arc<Leases>>);
 
 /// Opens the configured store and starts one storage thread per worker,
 /// and with PostgreSQL (which other proxies may share) the shard leases.
-fn open_store(config: &Config, workers: usize, owner: &str) -> Result<Opened, String> {
+fn open_store(config: &Config, workers: usize, cluster: &Arc<Cluster>) -> Result<Opened, String> {
     let mut postgres = None;
     let (backend, guard): (Box<dyn store::Store>, _) = match config.store {
         StoreKind::Memory => (Box::new(store::MemoryStore::default()), None),
@@ -186,7 +189,7 @@ fn open_store(config: &Config, workers: usize, owner: &str) -> Result<Opened, St
     let leases = match postgres {
         None => None,
         Some(pg) => {
-            Some(Leases::start(pg, entity_store.clone(), owner.to_owned(), config.shards, config.lease_duration).map_err(|e| format!("shard leases: {e}"))?)
+            Some(Leases::start(pg, entity_store.clone(), cluster.clone(), config.shards, config.lease_duration).map_err(|e| format!("shard leases: {e}"))?)
         }
     };
     let (lanes, threads) = store::spawn_threads(entity_store, workers, config.durability == Durability::Sync)

@@ -28,7 +28,9 @@ use crate::shard::Envelope;
 use crate::store::{self, lease::Leases, StoreHandle};
 use crate::userfn::Endpoint;
 use crate::discovery::{EntityKind, Router};
-use crate::{dispatch, eventing};
+use crate::cluster::Cluster;
+use crate::dispatch::{self, forward::Peers};
+use crate::eventing;
 use crate::runtime::{self, deadlines::Deadlines, queue, Notify};
 use crate::server::{self, Connections};
 use crate::userfn::{Pool, Target};
@@ -54,6 +56,8 @@ pub struct Shared {
     pub connections: Arc<AtomicUsize>,
     /// The public port's TLS configuration, if it has one.
     pub tls: Option<Arc<server::tls::Acceptor>>,
+    /// The shard leases, when the store is shared (for `/metrics`).
+    pub leases: OnceLock<Arc<Leases>>,
 }
 
 impl Shared {
@@ -65,6 +69,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             router: OnceLock::new(),
             workers: OnceLock::new(),
+            leases: OnceLock::new(),
             connections: Arc::default(),
         }
     }
@@ -94,6 +99,8 @@ pub struct Core {
     pub metrics: CoreMetrics,
     pub shutdown: Notify,
     pub connections: Connections,
+    /// The other proxies of the cluster, and this core's connections to them.
+    pub peers: Peers,
     /// Every core's mailbox, by core id (this core's included).
     pub mailboxes: Vec<flume::Sender<Envelope>>,
     /// Asynchronous side effects running on this core.
@@ -148,6 +155,7 @@ impl Core {
             ctx,
             shutdown: Notify::new(),
             connections: Connections::default(),
+            peers: Peers::new(wiring.cluster.clone()),
             mailboxes: wiring.mailboxes.clone(),
             async_side_effects: Cell::new(0),
             deadlines: Deadlines::new(),
@@ -173,6 +181,7 @@ pub struct Wiring {
     pub mailboxes: Vec<flume::Sender<Envelope>>,
     pub store_lanes: Vec<store::Lanes>,
     pub leases: Option<Arc<Leases>>,
+    pub cluster: Arc<Cluster>,
 }
 
 /// A started worker thread.
@@ -190,10 +199,11 @@ pub fn start(
     router: Arc<Router>,
     store_lanes: Vec<store::Lanes>,
     leases: Option<Arc<Leases>>,
+    cluster: Arc<Cluster>,
 ) -> Result<Vec<Worker>, String> {
     let cpus = runtime::allowed_cpus();
     let (mailboxes, inboxes) = crate::shard::mailboxes(count);
-    let wiring = Arc::new(Wiring { mailboxes, store_lanes, leases });
+    let wiring = Arc::new(Wiring { mailboxes, store_lanes, leases, cluster });
     let mut inboxes = inboxes.into_iter();
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
     let mut workers = Vec::with_capacity(count);
@@ -261,7 +271,7 @@ fn run(id: usize, cpu: Option<usize>, addr: SocketAddr, shared: Arc<Shared>, rou
         while let Ok(msg) = inbox.recv_async().await {
             match msg {
                 Control::Metrics(reply) => {
-                    drop(reply.send(core.metrics.snapshot(core.cache.borrow().stats(), core.entities.len(), core.entities.activated())))
+                    drop(reply.send(core.metrics.snapshot(core.cache.borrow().stats(), core.entities.len(), core.entities.activated(), core.peers.forwarded())))
                 }
                 Control::Shutdown { timeout } => {
                     core.shutdown.fire();

@@ -140,7 +140,7 @@ impl CoreMetrics {
 
     /// A copy for the admin thread, with the core's entity figures (kept by
     /// the entities' own registry).
-    pub fn snapshot(&self, cache: CacheStats, active_entities: usize, entities_activated: u64) -> Snapshot {
+    pub fn snapshot(&self, cache: CacheStats, active_entities: usize, entities_activated: u64, forwarded_calls: u64) -> Snapshot {
         Snapshot {
             methods: self
                 .methods
@@ -154,6 +154,7 @@ impl CoreMetrics {
                 .collect(),
             user_fn_errors: self.user_fn_errors.get(),
             entities_activated,
+            forwarded_calls,
             consumers: self.consumers.iter().map(|c| [c.delivered.get(), c.redeliveries.get(), c.lag.get()]).collect(),
             active_entities,
             cache,
@@ -166,6 +167,8 @@ pub struct Snapshot {
     methods: Vec<MethodSnapshot>,
     user_fn_errors: u64,
     entities_activated: u64,
+    /// Entity commands sent on to the proxy owning their shard.
+    forwarded_calls: u64,
     /// Per consumer: delivered, redeliveries, lag.
     consumers: Vec<[u64; 3]>,
     active_entities: usize,
@@ -190,6 +193,7 @@ impl Snapshot {
         }
         self.user_fn_errors += other.user_fn_errors;
         self.entities_activated += other.entities_activated;
+        self.forwarded_calls += other.forwarded_calls;
         for (a, b) in self.consumers.iter_mut().zip(&other.consumers) {
             a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         }
@@ -229,6 +233,8 @@ pub struct Process<'a> {
     pub members: &'a Members,
     /// Membership changes seen since start ([`crate::cluster::Cluster::version`]).
     pub membership_changes: u64,
+    /// With shared storage: the shard leases' counters.
+    pub leases: Option<crate::store::lease::LeaseFigures>,
 }
 
 /// Renders merged snapshots as Prometheus text exposition.
@@ -247,6 +253,17 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
     let _ = writeln!(out, "# HELP massa_cluster_membership_changes_total Changes of the live member set or of a member's state.");
     let _ = writeln!(out, "# TYPE massa_cluster_membership_changes_total counter");
     let _ = writeln!(out, "massa_cluster_membership_changes_total {}", process.membership_changes);
+    if let Some(l) = process.leases {
+        let _ = writeln!(out, "# HELP massa_lease_renewals_total Renewals of this proxy's shard leases that succeeded.");
+        let _ = writeln!(out, "# TYPE massa_lease_renewals_total counter\nmassa_lease_renewals_total {}", l.renewals);
+        let _ = writeln!(out, "# HELP massa_ownership_changes_total Shard leases this proxy took, lost or handed off.");
+        let _ = writeln!(out, "# TYPE massa_ownership_changes_total counter");
+        for (change, n) in [("taken", l.taken), ("lost", l.lost), ("handed_off", l.handed_off)] {
+            let _ = writeln!(out, "massa_ownership_changes_total{{change=\"{change}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP massa_fencing_rejections_total Batches refused because their shard lease had moved.");
+        let _ = writeln!(out, "# TYPE massa_fencing_rejections_total counter\nmassa_fencing_rejections_total {}", l.fencing_rejections);
+    }
     let (Some(router), Some(mut total)) = (router, snapshots.into_iter().reduce(|mut a, b| {
         a.merge(&b);
         a
@@ -260,6 +277,7 @@ pub fn render(router: Option<&Router>, snapshots: Vec<Snapshot>, process: &Proce
 
     let _ = writeln!(out, "# HELP massa_entity_activations_total Entities activated (state loaded, stream opened).");
     let _ = writeln!(out, "# TYPE massa_entity_activations_total counter\nmassa_entity_activations_total {}", total.entities_activated);
+    let _ = writeln!(out, "# TYPE massa_forwarded_calls_total counter\nmassa_forwarded_calls_total {}", total.forwarded_calls);
     let _ = writeln!(out, "# HELP massa_active_entities Entities currently active, all cores.");
     let _ = writeln!(out, "# TYPE massa_active_entities gauge\nmassa_active_entities {}", total.active_entities);
     let c = total.cache;
@@ -348,8 +366,8 @@ mod tests {
         b.started(Some(0));
         b.started(None);
         b.finished(None, Front::Grpc, Code::Unimplemented, Duration::from_micros(50));
-        let mut merged = a.snapshot(CacheStats::default(), 0, 0);
-        merged.merge(&b.snapshot(CacheStats::default(), 0, 0));
+        let mut merged = a.snapshot(CacheStats::default(), 0, 0, 0);
+        merged.merge(&b.snapshot(CacheStats::default(), 0, 0, 0));
         let m = &merged.methods[0];
         assert_eq!((m.by_code[0][0], m.by_code[2][0], m.in_flight, m.latency.len()), (1, 1, 1, 2));
         assert_eq!(m.latency.count_between(0, 1000), 1);

@@ -139,6 +139,7 @@ async fn scrape(shared: &Shared, cluster: &Cluster) -> String {
         workers: workers.len(),
         members: &members,
         membership_changes: cluster.version(),
+        leases: shared.leases.get().map(|l| l.figures()),
     };
     metrics::render(shared.router.get().map(|r| &**r), snapshots, &process)
 }

@@ -121,7 +121,7 @@ pub fn dispatch(
             // A streamed CRDT method called this way gives its first answer.
             EntityKind::EventSourced | EntityKind::ValueEntity | EntityKind::Crdt => {
                 let payload = payload.map(|p| p.value).unwrap_or_default();
-                let answer = super::route::call(&core, &route, payload).await?;
+                let answer = super::route::call(&core, &route, payload, super::route::Hop::First).await?;
                 finish(&core, answer.side_effects, answer.outcome, &route.path, depth).await
             }
         }

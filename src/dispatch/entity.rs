@@ -5,7 +5,8 @@
 
 use std::{future::Future, rc::Rc};
 
-use super::{effects, route, End, Request};
+use super::route::Hop;
+use super::{effects, forward, route, End, Request};
 use crate::discovery::{EntityKind, MethodRoute, Shape};
 use crate::entity::metadata;
 use crate::grpc::{Responder, Status};
@@ -14,6 +15,7 @@ use crate::worker::Core;
 
 /// Serves a call of an event-sourced, value or CRDT method.
 pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request, responder: &mut Responder) -> End {
+    let head = request.head;
     let reader = core.request_reader(request.body, responder);
     // The request stays charged to its connection until the call ends, in
     // whichever entity queue or mailbox it waits.
@@ -21,11 +23,12 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request, respo
         Ok(request) => request,
         Err(status) => return End::Status(status),
     };
+    let hop = if head.get(forward::FORWARDED).is_some() { Hop::Forwarded } else { Hop::First };
     if route.shape == Shape::ServerStreaming && core.router.service(route).kind == EntityKind::Crdt {
         return Box::pin(streamed(core, route, payload, responder)).await;
     }
     let work = async {
-        let answer = route::call(core, route, payload).await?;
+        let answer = route::call(core, route, payload, hop).await?;
         effects::finish(core, answer.side_effects, answer.outcome, &route.path, 0).await
     };
     respond_unary(responder, work).await

@@ -16,6 +16,7 @@
 pub mod action;
 pub mod effects;
 pub mod entity;
+pub mod forward;
 pub mod route;
 
 use std::{rc::Rc, sync::atomic::Ordering, time::Instant};

@@ -22,6 +22,10 @@
 //! - A shard found held by another proxy is refused without asking again
 //!   for an eighth of `--lease-duration`, so refused commands cost no
 //!   round trip each (and a takeover is noticed that much later at most).
+//! - Shards the cluster's placement gives another member are handed off
+//!   at each renewal: dropped here first (entities stop serving them, their
+//!   callers retry at the new owner), then released in the database, so
+//!   the new owner takes them at once instead of after expiry.
 //! - A proxy treats a lease as lost once `--lease-duration` (less a margin)
 //!   has passed, by its own monotonic clock, since it sent the last renewal
 //!   that succeeded: that is before the database would let anyone else take
@@ -30,7 +34,10 @@
 use std::{
     collections::HashMap,
     io,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -39,6 +46,7 @@ use futures_channel::oneshot;
 use tracing::{info, warn};
 
 use super::{keys, EntityStore, Fence, PostgresStore};
+use crate::cluster::Cluster;
 use crate::grpc::{Code, Status};
 
 /// A proxy stops trusting a lease this fraction of its duration before the
@@ -56,6 +64,30 @@ pub struct Leases {
     /// reused: commands for them are refused without a round trip each.
     elsewhere: Mutex<HashMap<u32, (String, Instant)>>,
     jobs: flume::Sender<Job>,
+    pg: Arc<PostgresStore>,
+    stats: Stats,
+}
+
+/// What `/metrics` shows of the leases.
+#[derive(Default)]
+struct Stats {
+    renewals: AtomicU64,
+    taken: AtomicU64,
+    lost: AtomicU64,
+    handed_off: AtomicU64,
+}
+
+/// A copy of the lease counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseFigures {
+    /// Renewal statements that succeeded.
+    pub renewals: u64,
+    /// Ownership changes seen from here: shards taken, lost, handed off.
+    pub taken: u64,
+    pub lost: u64,
+    pub handed_off: u64,
+    /// Batches the database refused because their lease had moved.
+    pub fencing_rejections: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +115,7 @@ struct Keeper {
     leases: Arc<Leases>,
     pg: Arc<PostgresStore>,
     entities: Arc<EntityStore>,
+    cluster: Arc<Cluster>,
     duration: Duration,
 }
 
@@ -92,10 +125,11 @@ impl Leases {
     pub fn start(
         pg: Arc<PostgresStore>,
         entities: Arc<EntityStore>,
-        owner: String,
+        cluster: Arc<Cluster>,
         shards: u32,
         duration: Duration,
     ) -> io::Result<Arc<Leases>> {
+        let owner = cluster.self_id().to_owned();
         let settled = pg.settle_shards(shards)?;
         if settled != shards {
             return Err(io::Error::new(
@@ -104,11 +138,30 @@ impl Leases {
             ));
         }
         let (jobs, rx) = flume::unbounded();
-        let leases = Arc::new(Leases { owner, shards, held: Mutex::default(), elsewhere: Mutex::default(), jobs });
-        let keeper = Keeper { leases: leases.clone(), pg, entities, duration };
+        let leases = Arc::new(Leases {
+            owner,
+            shards,
+            held: Mutex::default(),
+            elsewhere: Mutex::default(),
+            jobs,
+            pg: pg.clone(),
+            stats: Stats::default(),
+        });
+        let keeper = Keeper { leases: leases.clone(), pg, entities, cluster, duration };
         thread::Builder::new().name("massa-leases".to_owned()).spawn(move || keeper.run(&rx))?;
         info!(owner = %leases.owner, shards, lease_duration = ?duration, "shard leases on");
         Ok(leases)
+    }
+
+    pub fn figures(&self) -> LeaseFigures {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LeaseFigures {
+            renewals: get(&self.stats.renewals),
+            taken: get(&self.stats.taken),
+            lost: get(&self.stats.lost),
+            handed_off: get(&self.stats.handed_off),
+            fencing_rejections: self.pg.fencing_rejections(),
+        }
     }
 
     /// The shard of an entity.
@@ -217,11 +270,13 @@ impl Keeper {
         // The previous owner's events are in the tag log: continue after them.
         self.entities.catch_up_offsets().map_err(Refusal::Failed)?;
         self.leases.held().insert(shard, Held { epoch, until: self.until(sent) });
+        self.leases.stats.taken.fetch_add(1, Ordering::Relaxed);
         info!(shard, epoch, "shard lease taken");
         Ok(Fence { shard, epoch })
     }
 
     fn renew(&self) {
+        self.hand_off();
         let held = self.leases.snapshot();
         if held.is_empty() {
             return;
@@ -232,6 +287,7 @@ impl Keeper {
             // Unrenewed leases run out on their own (`Held::until`).
             Err(e) => return warn!(error = %e, "renewing shard leases failed"),
         };
+        self.leases.stats.renewals.fetch_add(1, Ordering::Relaxed);
         let mut map = self.leases.held();
         for fence in held {
             // Only the epoch renewed: the shard may have been re-taken since.
@@ -241,8 +297,36 @@ impl Keeper {
             } else {
                 warn!(shard = fence.shard, epoch = fence.epoch, "shard lease lost: another proxy holds it now");
                 map.remove(&fence.shard);
+                self.leases.stats.lost.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Gives up the shards the placement puts on another member: dropped
+    /// from `held` first (no entity serves them from here any more), then
+    /// released, which waits for batches still in flight under them.
+    fn hand_off(&self) {
+        let members = self.cluster.members();
+        if members.members().len() < 2 || members.shards() != self.leases.shards {
+            return;
+        }
+        let leaving: Vec<Fence> = {
+            let mut held = self.leases.held();
+            let leaving: Vec<Fence> =
+                held.iter().filter(|(s, _)| !members.is_self(**s)).map(|(&shard, h)| Fence { shard, epoch: h.epoch }).collect();
+            for f in &leaving {
+                held.remove(&f.shard);
+            }
+            leaving
+        };
+        if leaving.is_empty() {
+            return;
+        }
+        match self.pg.release_leases(&self.leases.owner, &leaving) {
+            Ok(()) => info!(shards = leaving.len(), "shard leases handed off to their placed owners"),
+            Err(e) => warn!(error = %e, shards = leaving.len(), "handing shard leases off failed; they expire instead"),
+        }
+        self.leases.stats.handed_off.fetch_add(leaving.len() as u64, Ordering::Relaxed);
     }
 
     fn release(&self) {

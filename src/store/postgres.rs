@@ -60,6 +60,8 @@ pub struct PostgresStore {
     target: String,
     idle: Mutex<Vec<Conn>>,
     backoff: Mutex<Backoff>,
+    /// Batches refused because a lease they were issued under had moved.
+    fencing_rejections: std::sync::atomic::AtomicU64,
 }
 
 /// A connection with its prepared statements.
@@ -120,7 +122,7 @@ impl PostgresStore {
             config.application_name("massa");
         }
         let target = describe(&config);
-        let store = PostgresStore { config, target, idle: Mutex::default(), backoff: Mutex::default() };
+        let store = PostgresStore { config, target, idle: Mutex::default(), backoff: Mutex::default(), fencing_rejections: Default::default() };
         let mut client = store.config.connect(NoTls).map_err(|e| store.error("connecting", &e))?;
         store.migrate(&mut client)?;
         let conn = Conn::prepare(client).map_err(|e| store.error("preparing statements", &e))?;
@@ -282,6 +284,7 @@ impl Store for PostgresStore {
                 let rows = tx.query(&c.sql.fence, &[&shards]).map_err(Failure::retry_safe)?;
                 let held: Vec<(i32, i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
                 if let Some(lost) = fence_broken(fence, &held) {
+                    self.fencing_rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Dropping `tx` rolls the batch back.
                     return Ok(Err(lost));
                 }
@@ -307,6 +310,11 @@ fn fence_broken(fence: &[Fence], held: &[(i32, i64, String)]) -> Option<String> 
 
 /// Shard leases (see [`super::lease`]), all timed by the database clock.
 impl PostgresStore {
+    /// Batches refused by fencing since start.
+    pub fn fencing_rejections(&self) -> u64 {
+        self.fencing_rejections.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records `shards` as the cluster's shard count on first use; returns
     /// the count the cluster was set up with (this one or an earlier one).
     pub fn settle_shards(&self, shards: u32) -> io::Result<u32> {
