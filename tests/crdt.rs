@@ -79,7 +79,7 @@ fn crdt_states_and_tombstones_survive_a_proxy_restart() {
 fn crdt_states_and_tombstones_survive_a_proxy_restart_on_postgres() {
     let pg = support::postgres::Postgres::start();
     let url = pg.url();
-    states_and_tombstones_survive_a_restart(&["--store", "postgres", "--postgres-url", &url, "--advertise-address", "replica-1"]);
+    states_and_tombstones_survive_a_restart(&["--store", "postgres", "--postgres-url", &url, "--advertise-address", "replica-1:9000"]);
 }
 
 fn states_and_tombstones_survive_a_restart(flags: &[&str]) {

@@ -12,7 +12,7 @@ use support::{cart::*, postgres::Postgres, *};
 /// Always the same replica: a restarted one takes its shard leases back at
 /// once, even from a killed predecessor.
 fn start_on(pg: &Postgres, fn_port: u16) -> Massa {
-    start_massa(fn_port, &["--store", "postgres", "--postgres-url", &pg.url(), "--durability", "sync", "--advertise-address", "replica-1"])
+    start_massa(fn_port, &["--store", "postgres", "--postgres-url", &pg.url(), "--durability", "sync", "--advertise-address", "replica-1:9000"])
 }
 
 #[test]
@@ -93,15 +93,15 @@ fn one_replica_owns_a_cart_the_other_refuses_it_until_the_owner_is_gone() {
     let pg = Postgres::start();
     let (fn_a, fn_b, fn_c) = (free_port(), free_port(), free_port());
     let _functions = [start_example_fn(fn_a, &[]), start_example_fn(fn_b, &[]), start_example_fn(fn_c, &[])];
-    let mut a = start_replica(&pg, fn_a, "proxy-a");
-    let mut b = start_replica(&pg, fn_b, "proxy-b");
+    let mut a = start_replica(&pg, fn_a, "proxy-a:9000");
+    let mut b = start_replica(&pg, fn_b, "proxy-b:9000");
     let (ca, cb) = (Client::new(a.port), Client::new(b.port));
     run(async {
         add(&ca, CART, "erin", "apple", 1, "Apple").await.unwrap();
         add(&ca, CART, "erin", "pear", 2, "Pear").await.unwrap();
         for refused in [add(&cb, CART, "erin", "plum", 1, "Plum").await.unwrap_err(), cart(&cb, CART, "erin").await.unwrap_err()] {
             assert_eq!(refused.code, Code::Unavailable, "{refused:?}");
-            assert!(refused.message.contains("is owned by another proxy (proxy-a); retry there"), "{refused:?}");
+            assert!(refused.message.contains("is owned by another proxy (proxy-a:9000); retry there"), "{refused:?}");
         }
         // Other carts (in other shards) are B's to serve.
         add(&cb, CART, "frank", "tea", 1, "Tea").await.unwrap();
@@ -120,7 +120,7 @@ fn one_replica_owns_a_cart_the_other_refuses_it_until_the_owner_is_gone() {
     b.proc.signal(libc::SIGTERM);
     assert_eq!(b.proc.must_exit(), 0);
     assert!(b.proc.log().contains("shard leases released"), "{}", b.proc.log());
-    let c = start_replica(&pg, fn_c, "proxy-c");
+    let c = start_replica(&pg, fn_c, "proxy-c:9000");
     run(async {
         let cc = Client::new(c.port);
         assert_eq!(cart(&cc, CART, "erin").await.unwrap(), ["apple x1", "pear x2", "plum x1"]);
@@ -160,8 +160,8 @@ fn a_paused_owner_resumes_to_find_its_shard_taken_and_writes_nothing() {
     let pg = Postgres::start();
     let (fn_a, fn_b) = (free_port(), free_port());
     let _functions = [start_example_fn(fn_a, &[]), start_example_fn(fn_b, &[])];
-    let a = start_replica(&pg, fn_a, "proxy-a");
-    let b = start_replica(&pg, fn_b, "proxy-b");
+    let a = start_replica(&pg, fn_a, "proxy-a:9000");
+    let b = start_replica(&pg, fn_b, "proxy-b:9000");
     let (ca, cb) = (Client::new(a.port), Client::new(b.port));
     run(async { add(&ca, CART, "hugo", "apple", 1, "Apple").await.unwrap() });
     // A stops renewing without crashing (a long GC pause, a frozen VM).
@@ -177,7 +177,7 @@ fn a_paused_owner_resumes_to_find_its_shard_taken_and_writes_nothing() {
             add(&ca, CART, "hugo", "plum", 1, "Plum").await.err().filter(|e| e.message.contains("owned by another proxy"))
         })
         .await;
-        assert!(refused.message.contains("(proxy-b)"), "{refused:?}");
+        assert!(refused.message.contains("(proxy-b:9000)"), "{refused:?}");
         assert_eq!(cart(&cb, CART, "hugo").await.unwrap(), ["apple x1", "pear x1"], "nothing of A's after the takeover");
     });
 }
