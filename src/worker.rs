@@ -137,6 +137,7 @@ impl Core {
             })
             .collect();
         let (orphaned, orphans) = queue::bounded(ORPHANED_BACKLOG);
+        let forward_timeout = config.lease_duration;
         let metrics = CoreMetrics::new(router.routes().len(), router.consumers().len());
         let ctx = Rc::new(Context {
             router,
@@ -155,7 +156,7 @@ impl Core {
             ctx,
             shutdown: Notify::new(),
             connections: Connections::default(),
-            peers: Peers::new(wiring.cluster.clone()),
+            peers: Peers::new(wiring.cluster.clone(), forward_timeout),
             mailboxes: wiring.mailboxes.clone(),
             async_side_effects: Cell::new(0),
             deadlines: Deadlines::new(),

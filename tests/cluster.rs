@@ -119,6 +119,33 @@ impl Cluster {
         self.replicas[i] = Some(Replica { massa, _function: function, _data: data });
     }
 
+    /// Waits until every replica in `running` sees exactly those replicas
+    /// serving (gossip settled: they agree on the placement), so a load
+    /// that starts after it meets no start-up window.
+    fn settle(&self, running: &[usize]) {
+        let mut want: Vec<String> = running.iter().map(|&i| self.name(i)).collect();
+        want.sort();
+        let start = Instant::now();
+        for &i in running {
+            loop {
+                let view = http_get_at(&self.net.addr(i).to_string(), ADMIN_PORT, "/cluster").map(|(_, body)| body).unwrap_or_default();
+                let seen: Vec<String> = serde_json::from_str::<serde_json::Value>(&view)
+                    .ok()
+                    .and_then(|v| v["members"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|m| m["state"] == "serving")
+                    .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                    .collect();
+                if seen == want {
+                    break;
+                }
+                assert!(start.elapsed() < PATIENCE, "replica {i} never saw {want:?} serving; its view:\n{view}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     /// Kills replica `i` with SIGKILL; returns when it is gone.
     fn kill(&mut self, i: usize) {
         let mut replica = self.replicas[i].take().expect("a running replica");
@@ -508,6 +535,7 @@ fn steady_state_every_proxy_serves_every_cart_and_every_acked_command_is_stored(
     for i in 0..3 {
         cluster.start(i);
     }
+    cluster.settle(&[0, 1, 2]);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     let load = Load::start(&cluster, &[0, 1, 2]);
@@ -527,6 +555,7 @@ fn a_killed_proxy_s_shards_move_and_no_acked_command_is_lost() {
     for i in 0..3 {
         cluster.start(i);
     }
+    cluster.settle(&[0, 1, 2]);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     let load = Load::start(&cluster, &[0, 1, 2]);
@@ -551,6 +580,7 @@ fn a_partitioned_proxy_never_writes_beside_the_new_owner_and_rejoins() {
     for i in 0..3 {
         cluster.start(i);
     }
+    cluster.settle(&[0, 1, 2]);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     // The test's clients still reach the partitioned proxy.
@@ -587,6 +617,7 @@ fn commands_keep_succeeding_while_the_cluster_scales_from_three_to_four_to_two()
     for i in 0..3 {
         cluster.start(i);
     }
+    cluster.settle(&[0, 1, 2]);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     let load = Load::start(&cluster, &[0, 1, 2]);

@@ -3,7 +3,7 @@
 //! that proxy's public port, marked so it is served there and never sent
 //! on again. One pool of HTTP/2 connections per peer per core.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc};
+use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
@@ -31,17 +31,26 @@ pub struct Peers {
     seen: RefCell<(u64, Arc<Members>)>,
     pools: RefCell<HashMap<String, Rc<Pool>>>,
     forwarded: std::cell::Cell<u64>,
+    /// A forward not answered within this fails UNAVAILABLE (a peer cut
+    /// off holds its connections open without answering). Not retried: the
+    /// peer may have run it.
+    timeout: Duration,
 }
 
 impl Peers {
-    pub fn new(cluster: Arc<Cluster>) -> Peers {
+    pub fn new(cluster: Arc<Cluster>, timeout: Duration) -> Peers {
         let seen = RefCell::new((cluster.version(), cluster.members()));
-        Peers { cluster, seen, pools: RefCell::default(), forwarded: Default::default() }
+        Peers { cluster, seen, pools: RefCell::default(), forwarded: Default::default(), timeout }
     }
 
     /// Calls forwarded from this core since start.
     pub fn forwarded(&self) -> u64 {
         self.forwarded.get()
+    }
+
+    /// This proxy's member id.
+    pub fn self_id(&self) -> &str {
+        self.cluster.self_id()
     }
 
     /// The placement now: one relaxed load when nothing changed.
@@ -80,6 +89,13 @@ impl Peers {
     /// forwards already run there) becomes this call's answer.
     pub async fn call(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize) -> Result<Answer, Status> {
         self.forwarded.set(self.forwarded.get() + 1);
+        match monoio::time::timeout(self.timeout, self.exchange(peer, route, payload, max)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Status::new(Code::Unavailable, format!("proxy {peer} did not answer a forwarded command within {:?}", self.timeout))),
+        }
+    }
+
+    async fn exchange(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize) -> Result<Answer, Status> {
         let pool = self.pool(peer)?;
         let via = |s: Status| if s.code == Code::Unavailable { Status::new(s.code, format!("via proxy {peer}: {}", s.message)) } else { s };
         let endpoint = pool.endpoint(&route.path);

@@ -14,6 +14,7 @@ use crate::entity::key;
 use crate::entity::stateful::{self, Answer, Reply, StreamAnswers};
 use crate::grpc::{Code, Status};
 use crate::shard::{self, Envelope};
+use crate::store::lease;
 use crate::worker::Core;
 
 /// Where a command came from: a call another proxy forwarded is served
@@ -24,25 +25,27 @@ pub enum Hop {
     Forwarded,
 }
 
-/// Runs one command for an entity method to its answer. A command that
-/// another proxy refused or could not take (UNAVAILABLE) is tried once
-/// more if the placement moved meanwhile.
+/// Runs one command for an entity method to its answer. A first attempt
+/// refused (UNAVAILABLE) is tried once more where the refusal or the
+/// placement now points: the proxy holding the lease (a placement not yet
+/// settled, a hand-off under way), or the owner the placement moved to.
 pub async fn call(core: &Rc<Core>, route: &MethodRoute, payload: Bytes, hop: Hop) -> Result<Answer, Status> {
     let entity_id = extract(route, &payload)?;
-    let owner = |core: &Core| if hop == Hop::First { remote_owner(core, route, &entity_id) } else { None };
-    let first = owner(core);
-    let answer = attempt(core, route, &entity_id, payload.clone(), first.as_deref()).await;
-    match answer {
-        Err(status) if status.code == Code::Unavailable => {
-            let now = owner(core);
-            if now == first {
-                return Err(status);
-            }
-            tracing::debug!(entity = %entity_id, from = ?first, to = ?now, %status, "owner moved; retrying once");
-            attempt(core, route, &entity_id, payload, now.as_deref()).await
-        }
-        answer => answer,
+    if hop == Hop::Forwarded {
+        return attempt(core, route, &entity_id, payload, None).await;
     }
+    let first = remote_owner(core, route, &entity_id);
+    let status = match attempt(core, route, &entity_id, payload.clone(), first.as_deref()).await {
+        Err(status) if status.code == Code::Unavailable => status,
+        answer => return answer,
+    };
+    let holder = lease::holder_named_in(&status).filter(|h| *h != core.peers.self_id()).map(str::to_owned);
+    let next = holder.or_else(|| remote_owner(core, route, &entity_id));
+    if next == first {
+        return Err(status);
+    }
+    tracing::debug!(entity = %entity_id, from = ?first, to = ?next, %status, "retrying once where the owner is now");
+    attempt(core, route, &entity_id, payload, next.as_deref()).await
 }
 
 async fn attempt(core: &Rc<Core>, route: &MethodRoute, entity_id: &str, payload: Bytes, peer: Option<&str>) -> Result<Answer, Status> {

@@ -55,6 +55,19 @@ const MARGIN_DIVISOR: u32 = 8;
 /// How long shutdown waits for the leases to be released.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How a refusal names the proxy holding the lease (read back by
+/// [`holder_named_in`], also from a refusal another proxy sent).
+const OWNED_BY: &str = "is owned by another proxy (";
+
+/// The lease holder a refusal names, when `status` is one.
+pub fn holder_named_in(status: &Status) -> Option<&str> {
+    if status.code != Code::Unavailable {
+        return None;
+    }
+    let at = status.message.find(OWNED_BY)? + OWNED_BY.len();
+    status.message[at..].split_once(')').map(|(owner, _)| owner)
+}
+
 /// This proxy's leases, shared by the cores and the lease thread.
 pub struct Leases {
     owner: String,
@@ -180,7 +193,7 @@ impl Leases {
         if let Some(h) = self.held().get(&shard).filter(|h| Instant::now() < h.until) {
             return Ok(Fence { shard, epoch: h.epoch });
         }
-        let owned = |owner: &str| Status::new(Code::Unavailable, format!("entity {pid}/{eid} is owned by another proxy ({owner}); retry there"));
+        let owned = |owner: &str| Status::new(Code::Unavailable, format!("entity {pid}/{eid} {OWNED_BY}{owner}); retry there"));
         let known = self.elsewhere().get(&shard).filter(|(_, until)| Instant::now() < *until).map(|(owner, _)| owner.clone());
         if let Some(owner) = known {
             return Err(owned(&owner));
@@ -336,5 +349,20 @@ impl Keeper {
             Ok(()) => info!(shards = held.len(), "shard leases released"),
             Err(e) => warn!(error = %e, "releasing shard leases failed; others take them over once they expire"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_its_holder_even_relayed_by_another_proxy() {
+        let refusal = Status::new(Code::Unavailable, format!("entity cart/a {OWNED_BY}10.0.0.2:9000); retry there"));
+        assert_eq!(holder_named_in(&refusal), Some("10.0.0.2:9000"));
+        let relayed = Status::new(Code::Unavailable, format!("via proxy 10.0.0.3:9000: {}", refusal.message));
+        assert_eq!(holder_named_in(&relayed), Some("10.0.0.2:9000"));
+        assert_eq!(holder_named_in(&Status::new(Code::Unknown, refusal.message.clone())), None, "only refusals");
+        assert_eq!(holder_named_in(&Status::new(Code::Unavailable, "lease lost")), None);
     }
 }

@@ -51,6 +51,10 @@ const MIGRATION_LOCK: i64 = 0x6d_61_73_73_61;
 
 /// Used when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Used when the URL sets no `tcp_user_timeout`: a server that stops
+/// acknowledging (a partition) fails the connection this soon, instead of
+/// holding a storage or lease thread for the kernel's minutes of retries.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(3);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -117,6 +121,9 @@ impl PostgresStore {
             url.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("--postgres-url: {}", describe_error(&e))))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("massa");
