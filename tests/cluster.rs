@@ -575,6 +575,7 @@ fn a_killed_proxy_s_shards_move_and_no_acked_command_is_lost() {
 }
 
 #[test]
+#[ignore = "fails today (issue #13): a proxy cut from PostgreSQL answers some calls after more than 5 s, and a commit whose reply the partition lost comes back ABORTED on its retry; run with --run-ignored"]
 fn a_partitioned_proxy_never_writes_beside_the_new_owner_and_rejoins() {
     let mut cluster = Cluster::new(3);
     for i in 0..3 {
