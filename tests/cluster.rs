@@ -119,6 +119,17 @@ impl Cluster {
         self.replicas[i] = Some(Replica { massa, _function: function, _data: data });
     }
 
+    /// Namespaces for `nodes` replicas, the first `up` of them started and
+    /// settled.
+    fn running(nodes: usize, up: usize) -> Cluster {
+        let mut cluster = Cluster::new(nodes);
+        for i in 0..up {
+            cluster.start(i);
+        }
+        cluster.settle(&(0..up).collect::<Vec<_>>());
+        cluster
+    }
+
     /// Waits until every replica in `running` sees exactly those replicas
     /// serving (gossip settled: they agree on the placement), so a load
     /// that starts after it meets no start-up window.
@@ -531,11 +542,7 @@ fn partitions_cut_what_they_say_and_heal() {
 
 #[test]
 fn steady_state_every_proxy_serves_every_cart_and_every_acked_command_is_stored() {
-    let mut cluster = Cluster::new(3);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    cluster.settle(&[0, 1, 2]);
+    let cluster = Cluster::running(3, 3);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     let load = Load::start(&cluster, &[0, 1, 2]);
@@ -551,11 +558,7 @@ fn steady_state_every_proxy_serves_every_cart_and_every_acked_command_is_stored(
 
 #[test]
 fn a_killed_proxy_s_shards_move_and_no_acked_command_is_lost() {
-    let mut cluster = Cluster::new(3);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    cluster.settle(&[0, 1, 2]);
+    let mut cluster = Cluster::running(3, 3);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     let load = Load::start(&cluster, &[0, 1, 2]);
@@ -577,11 +580,7 @@ fn a_killed_proxy_s_shards_move_and_no_acked_command_is_lost() {
 #[test]
 #[ignore = "fails today (issue #13): a proxy cut from PostgreSQL answers some calls after more than 5 s, and a commit whose reply the partition lost comes back ABORTED on its retry; run with --run-ignored"]
 fn a_partitioned_proxy_never_writes_beside_the_new_owner_and_rejoins() {
-    let mut cluster = Cluster::new(3);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    cluster.settle(&[0, 1, 2]);
+    let cluster = Cluster::running(3, 3);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     // The test's clients still reach the partitioned proxy.
@@ -614,11 +613,7 @@ fn a_partitioned_proxy_never_writes_beside_the_new_owner_and_rejoins() {
 
 #[test]
 fn commands_keep_succeeding_while_the_cluster_scales_from_three_to_four_to_two() {
-    let mut cluster = Cluster::new(4);
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    cluster.settle(&[0, 1, 2]);
+    let mut cluster = Cluster::running(4, 3);
     let t0 = Instant::now();
     let watch = LeaseWatch::start(&cluster);
     let load = Load::start(&cluster, &[0, 1, 2]);

@@ -48,9 +48,9 @@ impl Peers {
         self.forwarded.get()
     }
 
-    /// This proxy's member id.
-    pub fn self_id(&self) -> &str {
-        self.cluster.self_id()
+    /// Whether `id` is another live member of the cluster.
+    pub fn is_peer(&self, id: &str) -> bool {
+        id != self.cluster.self_id() && self.members().members().iter().any(|m| m.id == id)
     }
 
     /// The placement now: one relaxed load when nothing changed.

@@ -39,7 +39,8 @@ pub async fn call(core: &Rc<Core>, route: &MethodRoute, payload: Bytes, hop: Hop
         Err(status) if status.code == Code::Unavailable => status,
         answer => return answer,
     };
-    let holder = lease::holder_named_in(&status).filter(|h| *h != core.peers.self_id()).map(str::to_owned);
+    // Only a live member: a holder gossip does not know may not be reachable.
+    let holder = lease::holder_named_in(&status).filter(|h| core.peers.is_peer(h)).map(str::to_owned);
     let next = holder.or_else(|| remote_owner(core, route, &entity_id));
     if next == first {
         return Err(status);
