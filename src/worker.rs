@@ -144,6 +144,7 @@ impl Core {
             pool,
             store: StoreHandle::new(wiring.store_lanes[id].clone()),
             leases: wiring.leases.clone(),
+            held_leases: Default::default(),
             entities: Entities::default(),
             cache: RefCell::new(cache),
             limits: Limits::from_config(config),

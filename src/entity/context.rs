@@ -10,7 +10,10 @@ use crate::config::Config;
 use crate::discovery::Router;
 use crate::proto::cloudstate::SideEffect;
 use crate::runtime::queue;
-use crate::store::{lease::Leases, StoreHandle};
+use crate::store::{
+    lease::{HeldCache, Leases},
+    StoreHandle,
+};
 use crate::userfn::Pool;
 
 /// The entity limits of `--entity-*`, `--passivation-timeout` and friends.
@@ -56,6 +59,8 @@ pub struct Context {
     pub store: Rc<StoreHandle>,
     /// This proxy's shard leases, when proxies share the store.
     pub leases: Option<Arc<Leases>>,
+    /// This core's copy of the held leases, checked before every command.
+    pub held_leases: HeldCache,
     /// Entities this core owns.
     pub entities: Entities,
     /// State of this core's recently passivated entities.

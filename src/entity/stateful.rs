@@ -714,7 +714,7 @@ pub(super) async fn commit(core: &Context, writes: Vec<Write>, fence: Option<Fen
 /// in-memory state: another proxy may own it now.
 pub(super) fn lease_lost(core: &Context, fence: Option<Fence>) -> Option<Status> {
     let (leases, fence) = (core.leases.as_ref()?, fence?);
-    (!leases.holds(fence)).then(|| {
+    (!leases.holds_here(&core.held_leases, fence)).then(|| {
         Status::new(
             Code::Unavailable,
             format!("lease lost: shard {} (epoch {}) is no longer this proxy's; retry the command", fence.shard, fence.epoch),

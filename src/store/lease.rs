@@ -73,6 +73,9 @@ pub struct Leases {
     owner: String,
     shards: u32,
     held: Mutex<HashMap<u32, Held>>,
+    /// Bumped after every change of `held`, so each core keeps its own copy
+    /// ([`HeldCache`]) and the command path takes no shared lock.
+    version: AtomicU64,
     /// Shards found held by another proxy, and until when that answer is
     /// reused: commands for them are refused without a round trip each.
     elsewhere: Mutex<HashMap<u32, (String, Instant)>>,
@@ -101,6 +104,38 @@ pub struct LeaseFigures {
     pub handed_off: u64,
     /// Batches the database refused because their lease had moved.
     pub fencing_rejections: u64,
+}
+
+/// One core's copy of the held leases (see [`Leases::holds_here`]).
+#[derive(Default)]
+pub struct HeldCache {
+    version: std::cell::Cell<Option<u64>>,
+    held: std::cell::RefCell<HashMap<u32, Held>>,
+}
+
+/// A change of the held leases in progress.
+struct HeldMut<'a> {
+    version: &'a AtomicU64,
+    map: std::sync::MutexGuard<'a, HashMap<u32, Held>>,
+}
+
+impl Drop for HeldMut<'_> {
+    fn drop(&mut self) {
+        self.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl std::ops::Deref for HeldMut<'_> {
+    type Target = HashMap<u32, Held>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for HeldMut<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +190,7 @@ impl Leases {
             owner,
             shards,
             held: Mutex::default(),
+            version: AtomicU64::new(0),
             elsewhere: Mutex::default(),
             jobs,
             pg: pg.clone(),
@@ -185,6 +221,18 @@ impl Leases {
     /// Whether this proxy still holds the lease `fence` was taken under.
     pub fn holds(&self, fence: Fence) -> bool {
         self.held().get(&fence.shard).is_some_and(|h| h.epoch == fence.epoch && Instant::now() < h.until)
+    }
+
+    /// [`Leases::holds`] from one core's copy, refreshed only when the
+    /// leases changed (one acquire load per command otherwise). A copy's
+    /// trust ends no later than the shared one's: renewals only extend it.
+    pub fn holds_here(&self, cache: &HeldCache, fence: Fence) -> bool {
+        let version = self.version.load(Ordering::Acquire);
+        if cache.version.get() != Some(version) {
+            *cache.held.borrow_mut() = self.held().clone();
+            cache.version.set(Some(version));
+        }
+        cache.held.borrow().get(&fence.shard).is_some_and(|h| h.epoch == fence.epoch && Instant::now() < h.until)
     }
 
     /// The lease of an entity's shard, taken if this proxy does not hold it.
@@ -225,6 +273,13 @@ impl Leases {
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Held>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `held` for a change: the version moves when the guard drops, before
+    /// the lock is released, so a core that sees the new version copies the
+    /// changed map.
+    fn held_mut(&self) -> HeldMut<'_> {
+        HeldMut { version: &self.version, map: self.held() }
     }
 
     fn elsewhere(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (String, Instant)>> {
@@ -282,7 +337,7 @@ impl Keeper {
         self.leases.elsewhere().remove(&shard);
         // The previous owner's events are in the tag log: continue after them.
         self.entities.catch_up_offsets().map_err(Refusal::Failed)?;
-        self.leases.held().insert(shard, Held { epoch, until: self.until(sent) });
+        self.leases.held_mut().insert(shard, Held { epoch, until: self.until(sent) });
         self.leases.stats.taken.fetch_add(1, Ordering::Relaxed);
         info!(shard, epoch, "shard lease taken");
         Ok(Fence { shard, epoch })
@@ -301,7 +356,7 @@ impl Keeper {
             Err(e) => return warn!(error = %e, "renewing shard leases failed"),
         };
         self.leases.stats.renewals.fetch_add(1, Ordering::Relaxed);
-        let mut map = self.leases.held();
+        let mut map = self.leases.held_mut();
         for fence in held {
             // Only the epoch renewed: the shard may have been re-taken since.
             let Some(h) = map.get_mut(&fence.shard).filter(|h| h.epoch == fence.epoch) else { continue };
@@ -324,7 +379,7 @@ impl Keeper {
             return;
         }
         let leaving: Vec<Fence> = {
-            let mut held = self.leases.held();
+            let mut held = self.leases.held_mut();
             let leaving: Vec<Fence> =
                 held.iter().filter(|(s, _)| !members.is_self(**s)).map(|(&shard, h)| Fence { shard, epoch: h.epoch }).collect();
             for f in &leaving {
@@ -344,7 +399,7 @@ impl Keeper {
 
     fn release(&self) {
         let held = self.leases.snapshot();
-        self.leases.held().clear();
+        self.leases.held_mut().clear();
         match self.pg.release_leases(&self.leases.owner, &held) {
             Ok(()) => info!(shards = held.len(), "shard leases released"),
             Err(e) => warn!(error = %e, "releasing shard leases failed; others take them over once they expire"),
