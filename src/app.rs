@@ -189,7 +189,7 @@ fn open_store(config: &Config, workers: usize, cluster: &Arc<Cluster>) -> Result
     let leases = match postgres {
         None => None,
         Some(pg) => {
-            Some(Leases::start(pg, entity_store.clone(), cluster.clone(), config.shards, config.lease_duration).map_err(|e| format!("shard leases: {e}"))?)
+            Some(Leases::start(pg, entity_store.clone(), cluster.clone(), config.shards, config.lease_duration, config.store_timeout).map_err(|e| format!("shard leases: {e}"))?)
         }
     };
     let (lanes, threads) = store::spawn_threads(entity_store, workers, config.durability == Durability::Sync)

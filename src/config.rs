@@ -133,6 +133,13 @@ pub struct Config {
     #[arg(long, env = "MASSA_POSTGRES_URL")]
     pub postgres_url: Option<String>,
 
+    /// How long a command waits for storage (a read, a batch, a lease):
+    /// past it a read or a batch not yet started fails UNAVAILABLE, and a
+    /// batch already sent fails DEADLINE_EXCEEDED as outcome unknown, so
+    /// an unreachable database never leaves a caller without an answer.
+    #[arg(long, env = "MASSA_STORE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+
     /// Lease shards the entity key space is split into (`--store
     /// postgres`); fixed for a cluster on its first start.
     #[arg(long, env = "MASSA_SHARDS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

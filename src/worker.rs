@@ -142,7 +142,7 @@ impl Core {
         let ctx = Rc::new(Context {
             router,
             pool,
-            store: StoreHandle::new(wiring.store_lanes[id].clone()),
+            store: StoreHandle::new(wiring.store_lanes[id].clone(), config.store_timeout),
             leases: wiring.leases.clone(),
             held_leases: Default::default(),
             entities: Entities::default(),

@@ -444,17 +444,28 @@ fn check_store(cluster: &Cluster, records: &[Record]) -> BTreeMap<usize, Vec<Str
     stored
 }
 
-/// Asserts that every failed command failed with UNAVAILABLE (a client
-/// may retry it), and only while ownership was moving: its call overlaps
-/// one of `windows` `(from, to)`.
+/// Asserts that every failed command failed with UNAVAILABLE (it did not
+/// run: a client may retry it) or, when the proxy could not know, with
+/// DEADLINE_EXCEEDED saying its outcome is unknown (it may have run: the
+/// store checks allow it either way), and only while ownership was
+/// moving: its call overlaps one of `windows` `(from, to)`.
 #[track_caller]
 fn assert_failures_within(records: &[Record], windows: &[(Instant, Instant)], t0: Instant) {
     let failed: Vec<&Record> = records.iter().filter(|r| r.outcome != Outcome::Ok).collect();
     let example = |bad: &[&Record]| -> Vec<String> {
         bad.iter().take(3).map(|r| format!("{} to replica {} at {:?}: {:?}", r.product, r.node, r.sent - t0, r.outcome)).collect()
     };
-    let other: Vec<&Record> = failed.iter().copied().filter(|r| !matches!(r.outcome, Outcome::Failed(Code::Unavailable, _))).collect();
-    assert!(other.is_empty(), "{} commands failed other than UNAVAILABLE, e.g. {:#?}\noutcomes:\n{}", other.len(), example(&other), summary(records));
+    let unknown = |r: &Record| matches!(&r.outcome, Outcome::Failed(Code::DeadlineExceeded, m) if m.starts_with("outcome unknown: "));
+    let other: Vec<&Record> =
+        failed.iter().copied().filter(|r| !matches!(r.outcome, Outcome::Failed(Code::Unavailable, _)) && !unknown(r)).collect();
+    assert!(
+        other.is_empty(),
+        "{} commands failed other than UNAVAILABLE or outcome unknown, e.g. {:#?}\noutcomes:\n{}",
+        other.len(),
+        example(&other),
+        summary(records)
+    );
+    let (failures, unknowns) = (failed.len(), failed.iter().filter(|r| unknown(r)).count());
     let outside: Vec<&Record> = failed.into_iter().filter(|r| !windows.iter().any(|&(from, to)| r.done >= from && r.sent <= to)).collect();
     let windows: Vec<_> = windows.iter().map(|(f, t)| (*f - t0, *t - t0)).collect();
     assert!(
@@ -464,6 +475,7 @@ fn assert_failures_within(records: &[Record], windows: &[(Instant, Instant)], t0
         example(&outside),
         summary(records)
     );
+    eprintln!("{failures} of {} commands failed, {unknowns} of them with outcome unknown", records.len());
 }
 
 /// Outcomes per replica, for failure messages; entity names and addresses
@@ -578,7 +590,6 @@ fn a_killed_proxy_s_shards_move_and_no_acked_command_is_lost() {
 }
 
 #[test]
-#[ignore = "missing capability (issue #13): bounded lease acquisition while PostgreSQL is unreachable (some calls wait past 5 s) and an outcome-unknown status for a commit whose reply the partition lost (its retry returns ABORTED); run with --run-ignored"]
 fn a_partitioned_proxy_never_writes_beside_the_new_owner_and_rejoins() {
     let cluster = Cluster::running(3, 3);
     let t0 = Instant::now();

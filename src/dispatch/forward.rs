@@ -3,7 +3,13 @@
 //! that proxy's public port, marked so it is served there and never sent
 //! on again. One pool of HTTP/2 connections per peer per core.
 
-use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc, time::Duration};
+use std::{
+    cell::RefCell,
+    collections::HashMap,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
 
@@ -12,10 +18,10 @@ use crate::discovery::MethodRoute;
 use crate::entity::stateful::Answer;
 use crate::entity::Outcome;
 use crate::grpc::{self, Code, Status};
-use crate::http2::Headers;
+use crate::http2::{client::ResponseFuture, Headers, Reason};
 use crate::proto::cloudstate::Reply;
 use crate::proto::google::protobuf::Any;
-use crate::userfn::{upstream_status, CallResponse, Pool, Target};
+use crate::userfn::{upstream_status, CallError, CallResponse, Pool, Target};
 
 /// The request header that marks a forwarded call (its value: the proxy
 /// that forwarded it).
@@ -86,30 +92,67 @@ impl Peers {
     }
 
     /// Runs `route` with `payload` on `peer`; its reply (side effects and
-    /// forwards already run there) becomes this call's answer.
+    /// forwards already run there) becomes this call's answer. Failing
+    /// before the request left, or refused by the peer, it is UNAVAILABLE
+    /// (the command did not run; it may be tried elsewhere). Once the
+    /// request is out, a broken stream or no answer within the timeout is
+    /// DEADLINE_EXCEEDED: the peer may have run it, so it is not retried.
     pub async fn call(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize) -> Result<Answer, Status> {
         self.forwarded.set(self.forwarded.get() + 1);
-        match monoio::time::timeout(self.timeout, self.exchange(peer, route, payload, max)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(Status::new(Code::Unavailable, format!("proxy {peer} did not answer a forwarded command within {:?}", self.timeout))),
+        let deadline = Instant::now() + self.timeout;
+        let late = |what: &str| format!("proxy {peer} did not answer a forwarded command within {:?}{what}", self.timeout);
+        let response = match monoio::time::timeout(self.timeout, self.send(peer, route, payload)).await {
+            Ok(sent) => sent?,
+            Err(_) => return Err(Status::new(Code::Unavailable, late(" (the command was not sent)"))),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, read(response, max)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(peer_failure(peer, e)),
+            Err(_) => Err(Status::new(Code::DeadlineExceeded, format!("outcome unknown: {}; it may have run there", late("")))),
         }
     }
 
-    async fn exchange(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize) -> Result<Answer, Status> {
+    /// Opens the call on `peer` and sends the request.
+    async fn send(&self, peer: &str, route: &MethodRoute, payload: Bytes) -> Result<ResponseFuture, Status> {
         let pool = self.pool(peer)?;
-        let via = |s: Status| if s.code == Code::Unavailable { Status::new(s.code, format!("via proxy {peer}: {}", s.message)) } else { s };
+        let unsent = |s: Status| Status::new(Code::Unavailable, format!("forwarding to proxy {peer}: {}", s.message));
         let endpoint = pool.endpoint(&route.path);
         let mut mark = Headers::new();
         mark.push(FORWARDED, self.cluster.self_id().as_bytes());
-        let (mut send, response) = pool.open(&endpoint, Some(&mark)).await.map_err(via)?;
+        let (mut send, response) = pool.open(&endpoint, Some(&mark)).await.map_err(unsent)?;
         let mut framed = BytesMut::with_capacity(5 + payload.len());
         grpc::put_frame(&mut framed, 0, &payload);
-        send.send_data(framed.freeze(), true).map_err(|e| via(upstream_status(e)))?;
-        let mut response = CallResponse::open(response, max).await.map_err(via)?;
-        let message = response.message().await.map_err(via)?;
-        // The trailers' status, once the message is read.
-        while response.message().await.map_err(via)?.is_some() {}
-        let reply = message.map(|value| Reply { payload: Some(Any { type_url: String::new(), value }), metadata: None });
-        Ok(Answer { side_effects: Vec::new(), outcome: reply.map_or(Outcome::Nothing, Outcome::Reply) })
+        // The peer runs nothing before the request's end arrives.
+        send.send_data(framed.freeze(), true).map_err(|e| unsent(upstream_status(e)))?;
+        Ok(response)
     }
+}
+
+/// What a forwarded command's failure tells the caller: the peer's own
+/// answer as it is (an UNAVAILABLE one naming the peer), a stream the peer
+/// refused unprocessed as UNAVAILABLE, any other broken stream as outcome
+/// unknown.
+fn peer_failure(peer: &str, e: CallError) -> Status {
+    match e {
+        CallError::Answered(s) if s.code == Code::Unavailable => Status::new(s.code, format!("via proxy {peer}: {}", s.message)),
+        CallError::Answered(s) => s,
+        CallError::Broken(e) if e.reason() == Some(Reason::REFUSED_STREAM) => {
+            Status::new(Code::Unavailable, format!("proxy {peer} refused the forwarded command unprocessed: {e}"))
+        }
+        CallError::Broken(e) => Status::new(
+            Code::DeadlineExceeded,
+            format!("outcome unknown: the connection to proxy {peer} failed after the command was sent ({e}); it may have run there"),
+        ),
+    }
+}
+
+/// The peer's answer to a forwarded command.
+async fn read(response: ResponseFuture, max: usize) -> Result<Answer, CallError> {
+    let mut response = CallResponse::start(response, max).await?;
+    let message = response.next().await?;
+    // The trailers' status, once the message is read.
+    while response.next().await?.is_some() {}
+    let reply = message.map(|value| Reply { payload: Some(Any { type_url: String::new(), value }), metadata: None });
+    Ok(Answer { side_effects: Vec::new(), outcome: reply.map_or(Outcome::Nothing, Outcome::Reply) })
 }

@@ -536,7 +536,10 @@ async fn run(core: Rc<Context>, key: EntityKey, rx: queue::Receiver<Msg>, genera
         }
         End::Crashed(status) => {
             warn!(service = %svc.name, entity = %entity_id, %status, "entity stopped");
-            fail_queued(&rx, &Status::new(status.code, format!("Entity terminated: {}", status.message)));
+            // The queued commands never ran, whatever became of the one
+            // that crashed it (its outcome may be unknown; theirs is not).
+            let code = if status.code == Code::DeadlineExceeded { Code::Unavailable } else { status.code };
+            fail_queued(&rx, &Status::new(code, format!("Entity terminated: {}", status.message)));
         }
         End::Deleted(stream) => {
             debug!(service = %svc.name, entity = %entity_id, "deleted");

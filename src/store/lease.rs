@@ -82,6 +82,9 @@ pub struct Leases {
     jobs: flume::Sender<Job>,
     pg: Arc<PostgresStore>,
     stats: Stats,
+    /// `--store-timeout`: how long an activation waits for its lease (the
+    /// lease thread may be stuck on an unreachable database).
+    wait: Duration,
 }
 
 /// What `/metrics` shows of the leases.
@@ -176,6 +179,7 @@ impl Leases {
         cluster: Arc<Cluster>,
         shards: u32,
         duration: Duration,
+        wait: Duration,
     ) -> io::Result<Arc<Leases>> {
         let owner = cluster.self_id().to_owned();
         let settled = pg.settle_shards(shards)?;
@@ -195,6 +199,7 @@ impl Leases {
             jobs,
             pg: pg.clone(),
             stats: Stats::default(),
+            wait,
         });
         let keeper = Keeper { leases: leases.clone(), pg, entities, cluster, duration };
         thread::Builder::new().name("massa-leases".to_owned()).spawn(move || keeper.run(&rx))?;
@@ -249,7 +254,13 @@ impl Leases {
         let (done, rx) = oneshot::channel();
         let stopped = || Status::new(Code::Unavailable, "the lease thread has stopped");
         self.jobs.send(Job::Acquire { shard, done }).map_err(|_| stopped())?;
-        match rx.await.map_err(|_| stopped())? {
+        let Ok(answer) = monoio::time::timeout(self.wait, rx).await else {
+            return Err(Status::new(
+                Code::Unavailable,
+                format!("the lease of shard {shard} was not taken within {:?} (--store-timeout): PostgreSQL is slow or unreachable", self.wait),
+            ));
+        };
+        match answer.map_err(|_| stopped())? {
             Ok(fence) => Ok(fence),
             Err(Refusal::Owned(owner)) => Err(owned(&owner)),
             Err(Refusal::Failed(e)) => Err(Status::new(Code::Unavailable, format!("storage failed taking the lease of shard {shard}: {e}"))),
@@ -297,6 +308,8 @@ impl Keeper {
         let mut renew_at = Instant::now() + every;
         loop {
             match rx.recv_deadline(renew_at) {
+                // Its activation stopped waiting: nobody needs the lease now.
+                Ok(Job::Acquire { done, .. }) if done.is_canceled() => {}
                 Ok(Job::Acquire { shard, done }) => drop(done.send(self.take(shard))),
                 Ok(Job::Check) => renew_at = Instant::now(),
                 Ok(Job::Release { done }) => {

@@ -106,6 +106,30 @@ fn already_written(engine: &str, detail: &str) -> io::Error {
     )
 }
 
+/// A batch that may or may not have committed: the engine took it and
+/// never said how it ended (the connection failed after COMMIT was sent,
+/// or the storage thread did not answer in time). Callers must not treat
+/// it as "nothing written": see [`is_outcome_unknown`].
+#[derive(Debug)]
+struct OutcomeUnknown(String);
+
+impl std::fmt::Display for OutcomeUnknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OutcomeUnknown {}
+
+fn outcome_unknown(detail: String) -> io::Error {
+    io::Error::other(OutcomeUnknown(detail))
+}
+
+/// Whether `e` leaves open whether its batch was written.
+fn is_outcome_unknown(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<OutcomeUnknown>())
+}
+
 /// An ordered key-value store with atomic batches: what RocksDB, PostgreSQL
 /// and the in-memory store provide. Blocking; called from storage threads only.
 pub trait Store: Send + Sync + 'static {

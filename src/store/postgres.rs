@@ -35,7 +35,7 @@ use std::{
 use postgres::{config::Host, error::SqlState, Client, NoTls, Statement, Transaction};
 use tracing::{info, warn};
 
-use super::{already_written, Fence, Op, Store};
+use super::{already_written, outcome_unknown, Fence, Op, Store};
 
 /// Schema migrations in order: version `n` is `MIGRATIONS[n - 1]`. Applied
 /// at start in one transaction under an advisory lock, each recorded in
@@ -55,6 +55,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// acknowledging (a partition) fails the connection this soon, instead of
 /// holding a storage or lease thread for the kernel's minutes of retries.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Used when the URL sets no `keepalives_idle`: a call waiting for an
+/// answer sends nothing, so only keepalive probes (failed after
+/// `tcp_user_timeout`) notice a server that went away meanwhile.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -96,20 +101,36 @@ struct Backoff {
     last_error: String,
 }
 
-/// A failed call, and whether it is known to have changed nothing (then it
-/// may run again on a fresh connection).
+/// A failed call, and what is known of its effect.
 struct Failure {
     error: postgres::Error,
-    retry_safe: bool,
+    effect: Effect,
+}
+
+#[derive(PartialEq)]
+enum Effect {
+    /// Changed nothing: may run again on a fresh connection.
+    None,
+    /// Changed nothing, and running it again would fail the same way.
+    Final,
+    /// COMMIT was sent and no answer came back: it may have committed.
+    Unknown,
 }
 
 impl Failure {
     fn retry_safe(error: postgres::Error) -> Failure {
-        Failure { error, retry_safe: true }
+        Failure { error, effect: Effect::None }
     }
 
     fn final_(error: postgres::Error) -> Failure {
-        Failure { error, retry_safe: false }
+        Failure { error, effect: Effect::Final }
+    }
+
+    /// A failed COMMIT: the server's refusal (an SQL state) rolled it back;
+    /// a lost connection leaves it open.
+    fn commit(error: postgres::Error) -> Failure {
+        let effect = if error.code().is_some() { Effect::Final } else { Effect::Unknown };
+        Failure { error, effect }
     }
 }
 
@@ -124,6 +145,12 @@ impl PostgresStore {
         }
         if config.get_tcp_user_timeout().is_none() {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if !url.contains("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if !url.contains("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
         }
         if config.get_application_name().is_none() {
             config.application_name("massa");
@@ -220,7 +247,7 @@ impl PostgresStore {
         let mut result = call(&mut conn);
         if !fresh && conn.client.is_closed() {
             self.idle().clear();
-            if matches!(&result, Err(f) if f.retry_safe) {
+            if matches!(&result, Err(f) if f.effect == Effect::None) {
                 conn = self.connect()?;
                 result = call(&mut conn);
             }
@@ -228,7 +255,14 @@ impl PostgresStore {
         if !conn.client.is_closed() {
             self.idle().push(conn);
         }
-        result.map_err(|f| self.error(what, &f.error))
+        result.map_err(|f| match f.effect {
+            Effect::Unknown => outcome_unknown(format!(
+                "PostgreSQL at {}: the connection failed after COMMIT was sent ({}); the batch may have been written",
+                self.target,
+                describe_error(&f.error)
+            )),
+            _ => self.error(what, &f.error),
+        })
     }
 
     fn error(&self, what: &str, e: &postgres::Error) -> io::Error {
@@ -297,7 +331,7 @@ impl Store for PostgresStore {
                 }
             }
             apply(&mut tx, &c.sql, &runs).map_err(Failure::final_)?;
-            tx.commit().map_err(Failure::final_).map(Ok)
+            tx.commit().map_err(Failure::commit).map(Ok)
         })?;
         outcome.map_err(|lost| io::Error::other(format!("PostgreSQL at {}: lease lost: {lost}; nothing of the batch was written", self.target)))
     }

@@ -22,20 +22,48 @@ pub struct CallResponse {
     reader: Option<MessageReader>,
 }
 
+/// Why a response failed: the other side answered with a status, or the
+/// stream under it broke (then the call may or may not have run there).
+pub enum CallError {
+    Answered(Status),
+    Broken(http2::Error),
+}
+
+impl CallError {
+    pub fn into_status(self) -> Status {
+        match self {
+            CallError::Answered(status) => status,
+            CallError::Broken(e) => upstream_status(e),
+        }
+    }
+}
+
+impl From<Status> for CallError {
+    fn from(status: Status) -> CallError {
+        CallError::Answered(status)
+    }
+}
+
 impl CallResponse {
     /// Waits for the response headers. A trailers-only error response becomes
     /// `Err` here.
     pub async fn open(response: ResponseFuture, max_message_size: usize) -> Result<CallResponse, Status> {
-        let response = response.await.map_err(upstream_status)?;
+        CallResponse::start(response, max_message_size).await.map_err(CallError::into_status)
+    }
+
+    /// [`CallResponse::open`], telling a broken stream from an answer.
+    pub async fn start(response: ResponseFuture, max_message_size: usize) -> Result<CallResponse, CallError> {
+        let response = response.await.map_err(CallError::Broken)?;
         if response.status() != 200 {
             return Err(Status::new(
                 Code::Unavailable,
                 format!("user function answered HTTP {} instead of gRPC", response.status()),
-            ));
+            )
+            .into());
         }
         if let Some(status) = Status::from_headers(&response.head) {
             if !status.is_ok() {
-                return Err(status);
+                return Err(status.into());
             }
             return Ok(CallResponse { headers: response.head, reader: None });
         }
@@ -56,23 +84,28 @@ impl CallResponse {
     /// The next message; `Ok(None)` at a clean end with status OK, `Err` with
     /// the function's status otherwise.
     pub async fn message(&mut self) -> Result<Option<Bytes>, Status> {
+        self.next().await.map_err(CallError::into_status)
+    }
+
+    /// [`CallResponse::message`], telling a broken stream from an answer.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, CallError> {
         let Some(reader) = self.reader.as_mut() else { return Ok(None) };
         match reader.message().await {
             Ok(Some(m)) => return Ok(Some(m)),
             Ok(None) => {}
-            Err(ReadError::Stream(e)) => return Err(upstream_status(e)),
+            Err(ReadError::Stream(e)) => return Err(CallError::Broken(e)),
             Err(ReadError::Frame(e)) => {
-                return Err(Status::new(Code::Internal, format!("user function sent a malformed frame: {e}")))
+                return Err(Status::new(Code::Internal, format!("user function sent a malformed frame: {e}")).into())
             }
             // Function replies are read without a budget or timeout.
-            Err(e @ (ReadError::Incomplete(_) | ReadError::OverBudget)) => return Err(e.into_client_status()),
+            Err(e @ (ReadError::Incomplete(_) | ReadError::OverBudget)) => return Err(e.into_client_status().into()),
         }
-        let trailers = reader.trailers().await.map_err(upstream_status)?;
+        let trailers = reader.trailers().await.map_err(CallError::Broken)?;
         self.reader = None;
         match trailers.as_ref().and_then(Status::from_headers) {
             Some(s) if s.is_ok() => Ok(None),
-            Some(s) => Err(s),
-            None => Err(Status::new(Code::Internal, "user function response ended without grpc-status")),
+            Some(s) => Err(s.into()),
+            None => Err(Status::new(Code::Internal, "user function response ended without grpc-status").into()),
         }
     }
 }

@@ -9,5 +9,5 @@
 mod call;
 mod pool;
 
-pub use call::{unary, upstream_status, CallResponse};
+pub use call::{unary, upstream_status, CallError, CallResponse};
 pub use pool::{Endpoint, Pool, Target};
