@@ -9,6 +9,7 @@ mod support;
 use std::{
     rc::Rc,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -154,6 +155,69 @@ fn streamed_calls_follow_the_state_and_cancellation_runs_the_cancel_update() {
             Err(status) => status,
         };
         assert_eq!(err.message, "Entity deleted");
+    });
+}
+
+/// Two proxies on one PostgreSQL, gossiping: a streamed call that reaches
+/// the proxy not owning its entity is relayed from the owner — it follows
+/// the state changed through either proxy — and cancelling it at the
+/// first proxy cancels it at the owner, whose entity runs the cancel
+/// update.
+#[test]
+fn a_streamed_call_at_a_non_owner_is_relayed_from_the_owner_and_cancelled_there() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.url();
+    let (fa, fb, ga, gb) = (free_port(), free_port(), free_port(), free_port());
+    let (_fa, _fb) = (start_tck_model_with(fa, &["--only", "crdt"]), start_tck_model_with(fb, &["--only", "crdt"]));
+    let seed = format!("127.0.0.1:{ga}");
+    let node = |fn_port, gossip: u16| {
+        let gossip = gossip.to_string();
+        let flags = ["--store", "postgres", "--postgres-url", &url, "--advertise-address", "127.0.0.1", "--cluster-port", &gossip, "--cluster-seeds", &seed];
+        start_massa(fn_port, &flags)
+    };
+    let (a, b) = (node(fa, ga), node(fb, gb));
+    let serving = |m: &Massa| {
+        let (_, body) = http_get(m.admin, "/cluster").expect("/cluster answers");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["members"].as_array().unwrap().iter().filter(|m| m["state"] == "serving").count()
+    };
+    let start = Instant::now();
+    while serving(&a) < 2 || serving(&b) < 2 {
+        assert!(start.elapsed() < PATIENCE, "the proxies never saw each other serving");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(async {
+        let (ca, cb) = (Client::new(a.port), Client::new(b.port));
+        let g = |value| state(Value::Gcounter(GCounterValue { value }));
+        // An entity B owns: A forwards its commands.
+        let mut owned_by_b = None;
+        for i in 0..64 {
+            let id = format!("GCounter-relay-{i}");
+            let before = metric(a.admin, "massa_forwarded_calls_total");
+            // Retried while the placement settles on both sides.
+            let answer = eventually(&format!("{id} through A"), || async { process(&ca, &q(&id, vec![])).await.ok() }).await;
+            assert_eq!(answer, g(0));
+            if metric(a.admin, "massa_forwarded_calls_total") > before {
+                owned_by_b = Some(id);
+                break;
+            }
+        }
+        let id = owned_by_b.expect("B owns none of 64 entities");
+        let (_monitor_send, monitor) = streamed(&ca, &StreamedRequest { id: id.clone(), ..Default::default() }).await;
+        let mut monitor = CallResponse::open(monitor, 1 << 20).await.unwrap();
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(0)));
+        assert_eq!(process(&cb, &q(&id, vec![gcounter(2)])).await.unwrap(), g(2));
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(2)), "a change at the owner reaches the relayed stream");
+        assert_eq!(process(&ca, &q(&id, vec![gcounter(1)])).await.unwrap(), g(3));
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(3)), "and one forwarded from A");
+        // A second relayed stream, whose cancellation adds 10 at the owner.
+        let on_cancel = Update { update: Some(U::Gcounter(GCounterUpdate { increment: 10 })), ..Default::default() };
+        let (mut cancelled_send, cancelled) = streamed(&ca, &StreamedRequest { id: id.clone(), cancel_update: Some(on_cancel), ..Default::default() }).await;
+        let mut cancelled = CallResponse::open(cancelled, 1 << 20).await.unwrap();
+        assert_eq!(next(&mut cancelled).await.unwrap(), Some(g(3)), "the second stream is open at the owner");
+        cancelled_send.send_reset(massa::http2::Reason::CANCEL);
+        assert_eq!(next(&mut monitor).await.unwrap(), Some(g(13)), "the cancel reached the owner's entity");
+        assert_eq!(process(&cb, &q(&id, vec![])).await.unwrap(), g(13));
     });
 }
 

@@ -25,7 +25,7 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request, respo
     };
     let hop = if head.get(forward::FORWARDED).is_some() { Hop::Forwarded } else { Hop::First };
     if route.shape == Shape::ServerStreaming && core.router.service(route).kind == EntityKind::Crdt {
-        return Box::pin(streamed(core, route, payload, responder)).await;
+        return Box::pin(streamed(core, route, payload, hop, responder)).await;
     }
     let work = async {
         let answer = route::call(core, route, payload, hop).await?;
@@ -36,9 +36,9 @@ pub async fn serve(core: &Rc<Core>, route: &MethodRoute, request: Request, respo
 
 /// A CRDT server-streaming call: each answer resolved and relayed until the
 /// entity or the client ends it.
-async fn streamed(core: &Rc<Core>, route: &MethodRoute, payload: bytes::Bytes, responder: &mut Responder) -> End {
+async fn streamed(core: &Rc<Core>, route: &MethodRoute, payload: bytes::Bytes, hop: Hop, responder: &mut Responder) -> End {
     // Dropping `answers` (client gone) is how the entity learns of a cancel.
-    let answers = route::call_streamed(core, route, payload).await;
+    let answers = route::call_streamed(core, route, payload, hop).await;
     loop {
         let next = monoio::select! {
             answer = answers.next() => answer,

@@ -15,10 +15,10 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cluster::{Cluster, Members};
 use crate::discovery::MethodRoute;
-use crate::entity::stateful::Answer;
+use crate::entity::stateful::{Answer, StreamSink};
 use crate::entity::Outcome;
 use crate::grpc::{self, Code, Status};
-use crate::http2::{client::ResponseFuture, Headers, Reason};
+use crate::http2::{client::ResponseFuture, Headers, Reason, SendStream};
 use crate::proto::cloudstate::Reply;
 use crate::proto::google::protobuf::Any;
 use crate::userfn::{upstream_status, CallError, CallResponse, Pool, Target};
@@ -101,7 +101,7 @@ impl Peers {
         self.forwarded.set(self.forwarded.get() + 1);
         let deadline = Instant::now() + self.timeout;
         let late = |what: &str| format!("proxy {peer} did not answer a forwarded command within {:?}{what}", self.timeout);
-        let response = match monoio::time::timeout(self.timeout, self.send(peer, route, payload)).await {
+        let (_send, response) = match monoio::time::timeout(self.timeout, self.send(peer, route, payload)).await {
             Ok(sent) => sent?,
             Err(_) => return Err(Status::new(Code::Unavailable, late(" (the command was not sent)"))),
         };
@@ -113,8 +113,51 @@ impl Peers {
         }
     }
 
+    /// Runs a server-streamed `route` (a CRDT's streamed command) on `peer`,
+    /// relaying each message it sends to `sink` until the peer ends the
+    /// call (its status the stream's last answer) or the caller goes (then
+    /// the peer's stream is cancelled, which cancels the command there).
+    /// Failures are told apart as for [`Peers::call`]; an open stream has
+    /// no deadline.
+    pub async fn relay(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize, mut sink: StreamSink) {
+        self.forwarded.set(self.forwarded.get() + 1);
+        let (mut send, response) = match monoio::time::timeout(self.timeout, self.send(peer, route, payload)).await {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(status)) => return end(sink, status),
+            Err(_) => {
+                let late = format!("proxy {peer} did not take a forwarded command within {:?} (the command was not sent)", self.timeout);
+                return end(sink, Status::new(Code::Unavailable, late));
+            }
+        };
+        let opened = monoio::select! {
+            opened = CallResponse::start(response, max) => opened,
+            _ = gone(&mut sink) => return send.send_reset(Reason::CANCEL),
+        };
+        let mut response = match opened {
+            Ok(response) => response,
+            Err(e) => return end(sink, peer_failure(peer, e)),
+        };
+        loop {
+            let next = monoio::select! {
+                next = response.next() => next,
+                _ = gone(&mut sink) => return send.send_reset(Reason::CANCEL),
+            };
+            match next {
+                Ok(Some(message)) => {
+                    // False: the caller is gone or too slow; dropping the
+                    // response cancels the peer's stream.
+                    if !sink.push(Ok(answer(Some(message)))) {
+                        return send.send_reset(Reason::CANCEL);
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => return end(sink, peer_failure(peer, e)),
+            }
+        }
+    }
+
     /// Opens the call on `peer` and sends the request.
-    async fn send(&self, peer: &str, route: &MethodRoute, payload: Bytes) -> Result<ResponseFuture, Status> {
+    async fn send(&self, peer: &str, route: &MethodRoute, payload: Bytes) -> Result<(SendStream, ResponseFuture), Status> {
         let pool = self.pool(peer)?;
         let unsent = |s: Status| Status::new(Code::Unavailable, format!("forwarding to proxy {peer}: {}", s.message));
         let endpoint = pool.endpoint(&route.path);
@@ -125,7 +168,7 @@ impl Peers {
         grpc::put_frame(&mut framed, 0, &payload);
         // The peer runs nothing before the request's end arrives.
         send.send_data(framed.freeze(), true).map_err(|e| unsent(upstream_status(e)))?;
-        Ok(response)
+        Ok((send, response))
     }
 }
 
@@ -153,6 +196,22 @@ async fn read(response: ResponseFuture, max: usize) -> Result<Answer, CallError>
     let message = response.next().await?;
     // The trailers' status, once the message is read.
     while response.next().await?.is_some() {}
+    Ok(answer(message))
+}
+
+/// A peer's reply message as an answer: its side effects and forwards
+/// already ran there.
+fn answer(message: Option<Bytes>) -> Answer {
     let reply = message.map(|value| Reply { payload: Some(Any { type_url: String::new(), value }), metadata: None });
-    Ok(Answer { side_effects: Vec::new(), outcome: reply.map_or(Outcome::Nothing, Outcome::Reply) })
+    Answer { side_effects: Vec::new(), outcome: reply.map_or(Outcome::Nothing, Outcome::Reply) }
+}
+
+/// Ends a relayed stream with `status` (lost if the caller has gone).
+fn end(sink: StreamSink, status: Status) {
+    let _ = sink.push(Err(status));
+}
+
+/// Resolves once the caller of a streamed call has gone.
+async fn gone(sink: &mut StreamSink) {
+    std::future::poll_fn(|cx| if sink.poll_gone(cx) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }).await
 }

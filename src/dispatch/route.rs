@@ -58,14 +58,27 @@ async fn attempt(core: &Rc<Core>, route: &MethodRoute, entity_id: &str, payload:
     answer.await.map_err(|_| stateful::terminated())?
 }
 
-/// Starts a streamed command (CRDT entities' server-streaming methods), on
-/// this proxy: streams are not forwarded yet.
-pub async fn call_streamed(core: &Rc<Core>, route: &MethodRoute, payload: Bytes) -> StreamAnswers {
+/// Starts a streamed command (CRDT entities' server-streaming methods) on
+/// the proxy that owns the entity: here, or relayed from its owner. A
+/// stream is not retried elsewhere: its refusal is its answer.
+pub async fn call_streamed(core: &Rc<Core>, route: &MethodRoute, payload: Bytes, hop: Hop) -> StreamAnswers {
     let (sink, answers) = stateful::streamed();
-    let reply = Reply::Stream(sink);
-    match extract(route, &payload) {
-        Ok(entity_id) => local(core, route, entity_id, payload, reply).await,
-        Err(status) => reply.finish(Err(status)),
+    let entity_id = match extract(route, &payload) {
+        Ok(entity_id) => entity_id,
+        Err(status) => {
+            Reply::Stream(sink).finish(Err(status));
+            return answers;
+        }
+    };
+    match remote_owner(core, route, &entity_id).filter(|_| hop == Hop::First) {
+        Some(peer) => {
+            let (core, id) = (core.clone(), route.id);
+            monoio::spawn(async move {
+                let route = &core.router.routes()[id];
+                core.peers.relay(&peer, route, payload, core.max_message_size(), sink).await
+            });
+        }
+        None => local(core, route, entity_id, payload, Reply::Stream(sink)).await,
     }
     answers
 }
