@@ -100,16 +100,15 @@ impl Peers {
     pub async fn call(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize) -> Result<Answer, Status> {
         self.forwarded.set(self.forwarded.get() + 1);
         let deadline = Instant::now() + self.timeout;
-        let late = |what: &str| format!("proxy {peer} did not answer a forwarded command within {:?}{what}", self.timeout);
-        let (_send, response) = match monoio::time::timeout(self.timeout, self.send(peer, route, payload)).await {
-            Ok(sent) => sent?,
-            Err(_) => return Err(Status::new(Code::Unavailable, late(" (the command was not sent)"))),
-        };
+        let (_send, response) = self.send(peer, route, payload).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         match monoio::time::timeout(left, read(response, max)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(peer_failure(peer, e)),
-            Err(_) => Err(Status::new(Code::DeadlineExceeded, format!("outcome unknown: {}; it may have run there", late("")))),
+            Err(_) => Err(Status::new(
+                Code::DeadlineExceeded,
+                format!("outcome unknown: proxy {peer} did not answer a forwarded command within {:?}; it may have run there", self.timeout),
+            )),
         }
     }
 
@@ -121,13 +120,9 @@ impl Peers {
     /// no deadline.
     pub async fn relay(&self, peer: &str, route: &MethodRoute, payload: Bytes, max: usize, mut sink: StreamSink) {
         self.forwarded.set(self.forwarded.get() + 1);
-        let (mut send, response) = match monoio::time::timeout(self.timeout, self.send(peer, route, payload)).await {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(status)) => return end(sink, status),
-            Err(_) => {
-                let late = format!("proxy {peer} did not take a forwarded command within {:?} (the command was not sent)", self.timeout);
-                return end(sink, Status::new(Code::Unavailable, late));
-            }
+        let (mut send, response) = match self.send(peer, route, payload).await {
+            Ok(sent) => sent,
+            Err(status) => return end(sink, status),
         };
         let opened = monoio::select! {
             opened = CallResponse::start(response, max) => opened,
@@ -156,8 +151,19 @@ impl Peers {
         }
     }
 
-    /// Opens the call on `peer` and sends the request.
+    /// Opens the call on `peer` and sends the request, within the timeout;
+    /// failing, nothing was sent (UNAVAILABLE).
     async fn send(&self, peer: &str, route: &MethodRoute, payload: Bytes) -> Result<(SendStream, ResponseFuture), Status> {
+        match monoio::time::timeout(self.timeout, self.open(peer, route, payload)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(Status::new(
+                Code::Unavailable,
+                format!("proxy {peer} did not take a forwarded command within {:?} (the command was not sent)", self.timeout),
+            )),
+        }
+    }
+
+    async fn open(&self, peer: &str, route: &MethodRoute, payload: Bytes) -> Result<(SendStream, ResponseFuture), Status> {
         let pool = self.pool(peer)?;
         let unsent = |s: Status| Status::new(Code::Unavailable, format!("forwarding to proxy {peer}: {}", s.message));
         let endpoint = pool.endpoint(&route.path);

@@ -146,6 +146,8 @@ impl PostgresStore {
         if config.get_tcp_user_timeout().is_none() {
             config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
+        // The crate reports its defaults for unset keepalive options, so
+        // whether the URL set them is read from the URL itself.
         if !url.contains("keepalives_idle") {
             config.keepalives_idle(KEEPALIVE_IDLE);
         }
