@@ -42,7 +42,7 @@ pg_cpu() { local p s=0; for p in $pg_pid $(pgrep -P "$pg_pid"); do s=$((s + $(cp
 
 run() { # store flags... -> "cmd/s per-proxy-cpu-s pg-cpu-µs-per-cmd"
   rm -rf "$work/data"
-  "$pgbin/psql" -q -h 127.0.0.1 -p $pg_port -U postgres -c 'SET client_min_messages = warning' -c 'DROP TABLE IF EXISTS massa_kv, massa_schema, massa_leases, massa_settings' postgres
+  "$pgbin/psql" -q -h 127.0.0.1 -p $pg_port -U postgres -c 'SET client_min_messages = warning' -c 'DROP TABLE IF EXISTS massa_kv, massa_schema, massa_leases, massa_settings, massa_tag_offset' postgres
   "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
     --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --durability sync \
     --data-dir "$work/data" "$@" 2>"$work/massa.log" &

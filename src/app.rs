@@ -4,25 +4,32 @@ use std::{
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
     thread,
+    time::Duration,
 };
 
 use tracing::{error, info, warn};
 
 use crate::admin;
-use crate::cluster::{Cluster, GossipSettings};
+use crate::cluster::{self, Cluster, GossipSettings};
 use crate::config::{Config, Durability, StoreKind};
 use crate::discovery::{self, Acceptance, Backoff, EntityKind};
 use crate::runtime;
 use crate::server::tls::{Acceptor, Files};
 use crate::store::{self, lease::Leases};
 use crate::userfn::Pool;
+
+/// Readiness with gossip: the view must have been unchanged this long
+/// (three gossip rounds, each reaching the seeds and up to three peers)...
+const SETTLE_QUIET: Duration = cluster::GOSSIP_INTERVAL.saturating_mul(3);
+/// ...or this long must have passed since the proxy started serving.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 use crate::worker::{self, Control, Shared};
 
 /// The function's `EntitySpec` carries its whole descriptor set; it is not
 /// bound by the limit on client messages.
 const DISCOVERY_MAX_MESSAGE: usize = 64 << 20;
 /// How long shutdown waits for queued storage work before exiting anyway.
-const STORE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the proxy until SIGTERM/SIGINT. `Err` carries the reason it could
 /// not start or had to stop (the process then exits non-zero).
@@ -72,8 +79,14 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let started = worker::start(workers, addr, shared.clone(), router, store_lanes, leases.clone(), cluster.clone())?;
     let _ = shared.workers.set(started.iter().map(|w| w.control.clone()).collect());
-    shared.ready.store(true, Ordering::Release);
     cluster.serve();
+    // Ready (and so sent clients) only once gossip has settled: a proxy
+    // that has not heard of its peers yet would take shards the placement
+    // gives them, only to hand them off a renewal later.
+    if !cluster.settle(SETTLE_QUIET, SETTLE_MAX) {
+        warn!(waited = ?SETTLE_MAX, "cluster membership still changing; serving anyway");
+    }
+    shared.ready.store(true, Ordering::Release);
     info!(%addr, admin = %admin_addr, workers, "Massa ready");
 
     let _ = signals.recv();
@@ -189,7 +202,7 @@ fn open_store(config: &Config, workers: usize, cluster: &Arc<Cluster>) -> Result
     let leases = match postgres {
         None => None,
         Some(pg) => {
-            Some(Leases::start(pg, entity_store.clone(), cluster.clone(), config.shards, config.lease_duration, config.store_timeout).map_err(|e| format!("shard leases: {e}"))?)
+            Some(Leases::start(pg, cluster.clone(), config.shards, config.lease_duration, config.store_timeout).map_err(|e| format!("shard leases: {e}"))?)
         }
     };
     let (lanes, threads) = store::spawn_threads(entity_store, workers, config.durability == Durability::Sync)

@@ -14,6 +14,14 @@
 //! repeat the events processed since. A failed event is retried with
 //! backoff and never skipped; each consumer is its own task, so one that
 //! keeps failing holds up no other.
+//!
+//! With several proxies sharing the store, each consumer runs on one proxy
+//! at a time: the one the placement gives its lease shard (see
+//! [`consumer_shard`]), once it holds that shard's lease. Its offset
+//! writes are fenced by that lease like any entity's batches, and it stops
+//! when the lease or the placement moves, so the proxy taking over resumes
+//! from the last offset stored under the old lease (events processed since
+//! are delivered again: at least once, across proxies too).
 
 use std::{
     cell::Cell,
@@ -21,6 +29,7 @@ use std::{
     future::Future,
     pin::Pin,
     rc::Rc,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -33,7 +42,7 @@ use crate::grpc::{encode_prost, Code, Status};
 use crate::userfn::Endpoint;
 use crate::proto::cloudstate::{action::ActionCommand, metadata_entry::Value, Metadata, MetadataEntry};
 use crate::proto::google::protobuf::Any;
-use crate::store::{StoreHandle, TaggedEvent, Write};
+use crate::store::{lease::Leases, Fence, StoreHandle, TaggedEvent, Write};
 use crate::userfn::{self, upstream_status, CallResponse};
 use crate::worker::Core;
 
@@ -60,6 +69,10 @@ const LAG_CAP: usize = 100_000;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// At shutdown, how long a consumer may take to store its last offset.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// With shard leases: how often a consumer checks that it still holds its
+/// shard (and that the placement keeps it here), and how often a proxy
+/// not running it looks again whether it should.
+const TENURE_CHECK: Duration = Duration::from_millis(250);
 
 /// Starts the consumers on their core (other cores start none). The
 /// returned count falls to zero once every consumer has stopped after the
@@ -87,20 +100,89 @@ fn jitter() -> f64 {
     monoio::utils::thread_rng_n(1 << 16) as f64 / f64::from(1u32 << 16)
 }
 
-/// One consumer: read pages from the tag log, deliver each event until it
-/// succeeds, store the offset; stops when the core shuts down.
+/// The lease shard that decides where a consumer group runs: the shard of
+/// an entity id no entity of the persistence id can take from it (sharing
+/// a shard with entities is harmless: a shard holds many).
+pub fn consumer_shard(leases: &Leases, consumer: &Consumer) -> u32 {
+    leases.shard_of(&consumer.persistence_id, &format!("\0consumer group {}", consumer.group))
+}
+
+/// The lease a consumer runs under, when proxies share the store.
+#[derive(Clone)]
+struct Tenure {
+    leases: Arc<Leases>,
+    fence: Fence,
+}
+
+impl Tenure {
+    /// Whether the consumer may go on here: the lease is still held and
+    /// the placement still puts its shard on this proxy.
+    fn holds(&self, core: &Core) -> bool {
+        self.leases.holds(self.fence) && core.peers.remote_owner(self.fence.shard).is_none()
+    }
+}
+
+/// One consumer: stopped when the core shuts down. Alone, it runs from
+/// start; with shard leases, whenever this proxy holds its shard.
 async fn run(core: Rc<Core>, index: usize, running: Rc<Cell<usize>>) {
-    let consumer = &core.router.consumers()[index];
-    if let Some(offset) = until_shutdown(&core, || core.store.consumer_offset(&consumer.persistence_id, &consumer.group)).await {
-        let saver = OffsetSaver::new(core.store.clone(), consumer, offset);
-        if let Some(watch) = until_shutdown(&core, || core.store.watch_tags()).await {
-            consume(&core, index, offset, &saver, &watch).await;
-        }
-        if !crate::runtime::wait_until(|| saver.idle(), FLUSH_TIMEOUT).await {
-            warn!(group = %consumer.group, event_log = %consumer.persistence_id, "last consumer offset not stored at shutdown");
+    match core.leases.clone() {
+        None => run_once(&core, index, None).await,
+        Some(leases) => {
+            let consumer = &core.router.consumers()[index];
+            let shard = consumer_shard(&leases, consumer);
+            while let Some(tenure) = take_tenure(&core, &leases, shard).await {
+                info!(group = %consumer.group, event_log = %consumer.persistence_id, shard, epoch = tenure.fence.epoch, "event-log consumer runs on this proxy");
+                run_once(&core, index, Some(&tenure)).await;
+                if core.shutdown.fired() {
+                    break;
+                }
+                info!(group = %consumer.group, event_log = %consumer.persistence_id, shard, "event-log consumer moved to another proxy");
+            }
         }
     }
     running.set(running.get() - 1);
+}
+
+/// Waits until the placement gives `shard` to this proxy and its lease is
+/// taken here; `None` once the core shuts down.
+async fn take_tenure(core: &Core, leases: &Arc<Leases>, shard: u32) -> Option<Tenure> {
+    loop {
+        if core.peers.remote_owner(shard).is_none() {
+            match leases.acquire_shard(shard, "event-log consumer").await {
+                Ok(fence) => return Some(Tenure { leases: leases.clone(), fence }),
+                // Held elsewhere (a hand-off under way) or storage failing:
+                // asked again shortly.
+                Err(_) => {}
+            }
+        }
+        monoio::select! {
+            _ = monoio::time::sleep(TENURE_CHECK) => {}
+            _ = core.shutdown.wait() => return None,
+        }
+    }
+}
+
+/// Reads the stored offset, consumes from it until shutdown or until the
+/// tenure ends, and stores the last offset processed.
+async fn run_once(core: &Rc<Core>, index: usize, tenure: Option<&Tenure>) {
+    let consumer = &core.router.consumers()[index];
+    if let Some(offset) = until_shutdown(core, || core.store.consumer_offset(&consumer.persistence_id, &consumer.group)).await {
+        let saver = OffsetSaver::new(core.store.clone(), consumer, offset, tenure.cloned());
+        if let Some(watch) = until_shutdown(core, || core.store.watch_tags()).await {
+            consume(core, index, offset, &saver, &watch, tenure).await;
+        }
+        if !crate::runtime::wait_until(|| saver.idle(), FLUSH_TIMEOUT).await {
+            warn!(group = %consumer.group, event_log = %consumer.persistence_id, "last consumer offset not stored");
+        }
+    }
+}
+
+/// Resolves once `tenure` no longer holds (never without one).
+async fn tenure_ends(core: &Core, tenure: Option<&Tenure>) {
+    let Some(tenure) = tenure else { return std::future::pending().await };
+    while tenure.holds(core) {
+        monoio::time::sleep(TENURE_CHECK).await;
+    }
 }
 
 /// A page of the tag log and how many events lie beyond it (when counted);
@@ -114,12 +196,13 @@ enum Wake {
     /// A page read from the tag log, and how many events lie beyond it
     /// (when counted).
     Page(Vec<TaggedEvent>, Option<usize>),
-    Shutdown,
+    /// The core shuts down, or the consumer's tenure here ended.
+    Stop,
 }
 
 /// Reads ahead of the deliveries, keeps up to [`IN_FLIGHT`] of them going
 /// at once, and stores the offset behind them as a contiguous watermark.
-async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSaver>, watch: &flume::Receiver<()>) {
+async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSaver>, watch: &flume::Receiver<()>, tenure: Option<&Tenure>) {
     let pid = core.router.consumers()[index].persistence_id.as_str();
     let (done_tx, done_rx) = flume::unbounded();
     let reported = Rc::new(Cell::new(false));
@@ -136,6 +219,7 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
     let (mut next, mut drained, mut beyond) = (offset + 1, false, 0);
     let mut last_count: Option<Instant> = None;
     let mut reading: Option<Pin<Box<dyn Future<Output = Page> + '_>>> = None;
+    let mut ended = std::pin::pin!(tenure_ends(core, tenure));
     loop {
         while window.len() < IN_FLIGHT {
             let Some(event) = ahead.pop_front() else { break };
@@ -164,8 +248,9 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
                 let (offset, entity) = done.expect("the loop holds a sender");
                 Wake::Done(offset, entity)
             }
-            page = read => page.map_or(Wake::Shutdown, |(page, counted)| Wake::Page(page, counted)),
-            _ = core.shutdown.wait() => Wake::Shutdown,
+            page = read => page.map_or(Wake::Stop, |(page, counted)| Wake::Page(page, counted)),
+            _ = core.shutdown.wait() => Wake::Stop,
+            _ = &mut ended => Wake::Stop,
         };
         match wake {
             Wake::Done(offset, entity) => {
@@ -194,7 +279,7 @@ async fn consume(core: &Rc<Core>, index: usize, offset: u64, saver: &Rc<OffsetSa
                 }
                 ahead.extend(page);
             }
-            Wake::Shutdown => return,
+            Wake::Stop => return,
         }
         core.metrics.set_consumer_lag(index, (window.len() + ahead.len() + beyond) as u64);
     }
@@ -253,18 +338,19 @@ impl Window {
 }
 
 /// One event's own task: delivered until it succeeds, then reported done
-/// (unless the core shut down first, which leaves its offset unstored).
+/// (unless its consumer stopped first, which leaves its offset unstored).
 async fn deliver_in_turn(core: Rc<Core>, index: usize, event: TaggedEvent, done: flume::Sender<(u64, String)>, reported: Rc<Cell<bool>>) {
-    if deliver_until_done(&core, index, &event, &reported).await {
-        // A closed channel is a consumer that stopped at shutdown.
+    if deliver_until_done(&core, index, &event, &reported, &done).await {
+        // A closed channel is a consumer that stopped meanwhile.
         let _ = done.send((event.offset, event.entity_id));
     }
 }
 
 /// Delivers one event, retrying with backoff until it succeeds; `false` if
-/// the core shut down first. `reported` is the consumer's: an event no
-/// method takes is reported to the function once, not once per event.
-async fn deliver_until_done(core: &Rc<Core>, index: usize, event: &TaggedEvent, reported: &Cell<bool>) -> bool {
+/// the core shut down or the consumer stopped (its `done` receiver gone:
+/// another proxy took it over) first. `reported` is the consumer's: an
+/// event no method takes is reported to the function once, not per event.
+async fn deliver_until_done(core: &Rc<Core>, index: usize, event: &TaggedEvent, reported: &Cell<bool>, done: &flume::Sender<(u64, String)>) -> bool {
     let consumer = &core.router.consumers()[index];
     let mut backoff = retry_backoff();
     loop {
@@ -274,6 +360,9 @@ async fn deliver_until_done(core: &Rc<Core>, index: usize, event: &TaggedEvent, 
             _ = core.shutdown.wait() => return false,
         };
         let Err(status) = result else { return true };
+        if done.is_disconnected() {
+            return false;
+        }
         let delay = backoff.next_delay(jitter());
         warn!(
             group = %consumer.group, event_log = %consumer.persistence_id, offset = event.offset, %status, retry_in = ?delay,
@@ -419,10 +508,13 @@ struct OffsetSaver {
     wanted: Cell<u64>,
     saved: Cell<u64>,
     writing: Cell<bool>,
+    /// The lease the consumer runs under: every write is fenced by it,
+    /// and writing stops once it is lost (the next owner goes on).
+    tenure: Option<Tenure>,
 }
 
 impl OffsetSaver {
-    fn new(store: Rc<StoreHandle>, consumer: &Consumer, saved: u64) -> Rc<OffsetSaver> {
+    fn new(store: Rc<StoreHandle>, consumer: &Consumer, saved: u64, tenure: Option<Tenure>) -> Rc<OffsetSaver> {
         Rc::new(OffsetSaver {
             store,
             persistence_id: consumer.persistence_id.clone(),
@@ -430,6 +522,7 @@ impl OffsetSaver {
             wanted: Cell::new(saved),
             saved: Cell::new(saved),
             writing: Cell::new(false),
+            tenure,
         })
     }
 
@@ -449,8 +542,12 @@ impl OffsetSaver {
         while self.saved.get() < self.wanted.get() {
             let offset = self.wanted.get();
             let write = Write::ConsumerOffset { persistence_id: self.persistence_id.clone(), group: self.group.clone(), offset };
-            match self.store.commit(vec![write], None).await {
+            match self.store.commit(vec![write], self.tenure.as_ref().map(|t| t.fence)).await {
                 Ok(()) => self.saved.set(offset),
+                Err(status) if self.tenure.as_ref().is_some_and(|t| !t.leases.holds(t.fence)) => {
+                    warn!(%status, group = %self.group, "consumer offset not stored: the consumer's lease moved to another proxy");
+                    break;
+                }
                 Err(status) => {
                     let delay = backoff.next_delay(jitter());
                     warn!(%status, retry_in = ?delay, group = %self.group, "storing a consumer offset failed");

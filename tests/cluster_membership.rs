@@ -76,6 +76,11 @@ fn three_proxies_agree_on_members_and_drop_a_killed_and_a_stopped_one() {
     let a = start_node(&pg, "127.0.0.2", gossip[0], &seed);
     let b = start_node(&pg, "127.0.0.3", gossip[1], &seed);
     let c = start_node(&pg, "127.0.0.4", gossip[2], &seed);
+    // Ready only once gossip settled: a proxy that says ready already sees
+    // the members that were up before it (and would not take their shards).
+    let knows = |node: &Node, other: &Node| view(node).iter().any(|(id, state, _)| *id == other.id && state == "serving");
+    assert!(knows(&b, &a), "b ready without knowing a: {:?}", view(&b));
+    assert!(knows(&c, &a) && knows(&c, &b), "c ready without knowing a and b: {:?}", view(&c));
     let mut ids = [a.id.as_str(), b.id.as_str(), c.id.as_str()];
     ids.sort();
 

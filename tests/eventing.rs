@@ -308,3 +308,79 @@ fn a_server_streaming_consumer_gets_its_events_on_handle_streamed_out() {
     let Event::Message(forwarded) = &effect.input[0] else { panic!("{effect:?}") };
     assert_eq!(ActionCommand::decode(forwarded.clone()).unwrap().name, "Effect", "the forward in the stream was followed");
 }
+
+#[test]
+fn with_two_proxies_on_one_database_each_consumer_runs_on_one_and_moves_when_it_dies() {
+    let pg = support::postgres::Postgres::start();
+    let (fn_a, fn_b) = (free_port(), free_port());
+    let (fa, fb) = (eventing_fn(fn_a, &[]), eventing_fn(fn_b, &[]));
+    let replica = |port, name| {
+        start_massa(port, &["--store", "postgres", "--postgres-url", &pg.url(), "--advertise-address", name, "--lease-duration", "2s"])
+    };
+    let mut a = replica(fn_a, "proxy-a:9000");
+    // A runs all three consumers before B starts (bounded wait).
+    let runs_here = |m: &Massa| m.proc.log().matches("event-log consumer runs on this proxy").count();
+    let start = Instant::now();
+    while runs_here(&a) < 3 {
+        assert!(start.elapsed() < PATIENCE, "A never took its consumers; log:\n{}", a.proc.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let b = replica(fn_b, "proxy-b:9000");
+    // Appends through both proxies in turn, as clients behind a Service
+    // would send them: each ledger is written by whichever proxy holds its
+    // shard (the other refuses it, naming the owner, and the client tries
+    // the other one).
+    let before: Vec<String> = (1..=8).map(|i| format!("e{i}")).collect();
+    for (i, text) in before.iter().enumerate() {
+        let id = format!("l{}", i % 4 + 1);
+        let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        if let Err(refused) = try_append(first, "A", &id, text) {
+            try_append(second, "A", &id, text).unwrap_or_else(|s| panic!("append {text}: refused {refused:?}, then {s:?}"));
+        }
+    }
+    must_see("all 8 events in both groups at A's function", || fa.log(), |log| {
+        texts(log, AUDIT_A).len() >= 8 && texts(log, MIRROR).len() >= 8
+    });
+    let mut seen_a = texts(&fa.log(), AUDIT_A);
+    seen_a.dedup();
+    assert_eq!(seen_a, before, "every event of ledger-a, in offset order, whoever appended it");
+    assert!(deliveries(&fb.log()).is_empty(), "B runs no consumer while A holds them: {:#?}", deliveries(&fb.log()));
+    assert_eq!(runs_here(&b), 0, "{}", b.proc.log());
+
+    // A dies: B takes the consumers over once A's leases expire, and
+    // resumes after the last offset A stored.
+    a.proc.signal(libc::SIGKILL);
+    a.proc.must_exit();
+    let after = ["f1", "f2", "f3"];
+    for (i, text) in after.iter().enumerate() {
+        let id = format!("l{}", i + 1);
+        run(async {
+            let c = Client::new(b.port);
+            let request = Append { ledger_id: id.clone(), text: text.to_string() };
+            eventually(&format!("B appending {text}"), || async {
+                c.call("/example.eventing.LedgerA/Append", None, vec![encode_prost(&request)]).await.2.ok()
+            })
+            .await
+        });
+    }
+    must_see("f1..f3 in both groups at B's function", || fb.log(), |log| {
+        after.iter().all(|t| texts(log, AUDIT_A).contains(&t.to_string()) && texts(log, MIRROR).contains(&t.to_string()))
+    });
+    assert!(runs_here(&b) >= 2, "{}", b.proc.log());
+    // At least once across proxies: B may repeat what A processed after
+    // its last stored offset, but nothing is missing and order holds.
+    let mut all = texts(&fa.log(), AUDIT_A);
+    all.extend(texts(&fb.log(), AUDIT_A));
+    all.dedup();
+    let mut expected = before.clone();
+    expected.extend(after.iter().map(|t| t.to_string()));
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    let mut wanted = expected.clone();
+    wanted.sort();
+    assert_eq!(unique, wanted, "every event delivered, none invented: {all:?}");
+    let from_b = texts(&fb.log(), AUDIT_A);
+    let first_new = from_b.iter().position(|t| t == "f1").expect("f1 at B");
+    assert_eq!(&from_b[first_new..], after, "B delivers the new events in order, after any redelivered ones: {from_b:?}");
+}

@@ -19,12 +19,16 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, RwLock,
     },
+    time::{Duration, Instant},
 };
 
 use tracing::info;
 
-pub use membership::GossipSettings;
+pub use membership::{GossipSettings, GOSSIP_INTERVAL};
 pub use placement::{Member, MemberState, Members};
+
+/// How often [`Cluster::settle`] looks at the view.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 /// This proxy's membership: the current [`Members`] and gossip, if on.
 pub struct Cluster {
@@ -80,6 +84,29 @@ impl Cluster {
     /// This proxy serves: shards are placed on it from now on.
     pub fn serve(&self) {
         self.announce(MemberState::Serving);
+    }
+
+    /// With gossip, waits until this proxy's view of the members has not
+    /// changed for `quiet` (long enough to have heard from every member
+    /// that is up), at most `max`; returns whether it settled. Without
+    /// gossip there is nothing to wait for.
+    pub fn settle(&self, quiet: Duration, max: Duration) -> bool {
+        if self.gossip.is_none() {
+            return true;
+        }
+        let start = Instant::now();
+        let (mut seen, mut since) = (self.version(), start);
+        while since.elapsed() < quiet {
+            if start.elapsed() >= max {
+                return false;
+            }
+            std::thread::sleep(SETTLE_POLL);
+            let version = self.version();
+            if version != seen {
+                (seen, since) = (version, Instant::now());
+            }
+        }
+        true
     }
 
     /// This proxy is shutting down: its shards move to the others at once.

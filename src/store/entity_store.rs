@@ -12,33 +12,37 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{keys, migrate, CrdtRecords, Fence, Journal, Op, Store, TaggedEvent, Write};
+use super::{keys, migrate, CrdtRecords, Fence, Journal, Numbering, Op, Store, TaggedEvent, Write};
 
 /// Upper bound on events read back in one activation scan step.
 const SCAN_STEP: usize = 4096;
 
-/// Times a batch is retried after its tag-log offsets were found taken by
-/// another proxy.
-const OFFSET_RETRIES: u32 = 8;
-/// Pages of [`SCAN_STEP`] tag entries read looking for the end of what
-/// other proxies wrote past this one's counter.
-const OFFSET_PAGES: usize = 256;
-
 /// Entity state over a key-value [`Store`].
 ///
-/// Global event offsets (the tag log) are taken from an atomic counter, and
-/// each storage writer commits on its own, with no lock across the commit:
-/// cores' batches reach RocksDB together and share its group commit. Batches
-/// may therefore finish out of offset order; [`Committed`] tracks the offset
-/// below which every batch has finished, and the tag log is read only up to
-/// it, so a reader never skips an offset that is still being written.
+/// The tag log (global event offsets) is numbered by whoever can number it
+/// without a gap or a collision ([`Numbering`]): a store that several
+/// proxies share numbers each batch in its own transaction; otherwise this
+/// process does, from [`LocalOffsets`].
 pub struct EntityStore {
     kv: Box<dyn Store>,
-    last_offset: AtomicU64,
-    committed: Mutex<Committed>,
+    /// `None` when the store numbers the tag log.
+    local: Option<LocalOffsets>,
     /// Woken (without blocking) whenever the tag log's watermark advances.
     tag_watchers: Mutex<Vec<flume::Sender<()>>>,
     guard: Option<SpaceGuard>,
+}
+
+/// The tag-log counter of a store this process alone writes.
+///
+/// Offsets come from an atomic counter, and each storage writer commits on
+/// its own, with no lock across the commit: cores' batches reach RocksDB
+/// together and share its group commit. Batches may therefore finish out
+/// of offset order; [`Committed`] tracks the offset below which every batch
+/// has finished, and the tag log is read only up to it, so a reader never
+/// skips an offset that is still being written.
+struct LocalOffsets {
+    last: AtomicU64,
+    committed: Mutex<Committed>,
 }
 
 /// Offsets whose batches have finished (committed or failed).
@@ -94,15 +98,14 @@ impl EntityStore {
     /// Opens the store, migrating or refusing an older layout first.
     pub fn open(kv: Box<dyn Store>, guard: Option<SpaceGuard>) -> io::Result<EntityStore> {
         migrate::ensure_format(kv.as_ref())?;
-        let last = last_written_offset(kv.as_ref())?;
-        let committed = Committed { through: last, ahead: BTreeMap::new() };
-        Ok(EntityStore {
-            kv,
-            last_offset: AtomicU64::new(last),
-            committed: Mutex::new(committed),
-            tag_watchers: Mutex::default(),
-            guard,
-        })
+        let local = match kv.numbering() {
+            Numbering::Store => None,
+            Numbering::Process => {
+                let last = last_written_offset(kv.as_ref())?;
+                Some(LocalOffsets { last: AtomicU64::new(last), committed: Mutex::new(Committed { through: last, ahead: BTreeMap::new() }) })
+            }
+        };
+        Ok(EntityStore { kv, local, tag_watchers: Mutex::default(), guard })
     }
 
     /// The latest snapshot and every event after it.
@@ -165,72 +168,23 @@ impl EntityStore {
 
     /// Applies a batch atomically for storage writer `writer`, provided
     /// every lease of `fence` is still this proxy's; its events get
-    /// consecutive global offsets.
-    ///
-    /// Several proxies sharing one database take offsets from counters of
-    /// their own, so a batch's tag-log entry may find its offset written by
-    /// another proxy. That collision is harmless (nothing of the batch was
-    /// written): the counter jumps past what the others wrote and the batch
-    /// is tried again, a few times. An *event* already written is a real
-    /// conflict (a second writer of one journal) and fails the batch.
+    /// consecutive tag-log offsets. An event already written fails the
+    /// whole batch ([`io::ErrorKind::AlreadyExists`]): a second writer of
+    /// one journal.
     pub fn write(&self, writer: u16, fence: &[Fence], batch: &[Write], sync: bool) -> io::Result<()> {
-        let mut attempt = 0;
-        loop {
-            match self.write_once(writer, fence, batch, sync) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < OFFSET_RETRIES && !self.any_event_written(batch)? => {
-                    attempt += 1;
-                    self.skip_taken_offsets(batch)?;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    /// Whether another writer already stored one of the batch's events.
-    fn any_event_written(&self, batch: &[Write]) -> io::Result<bool> {
-        for write in batch {
-            if let Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } = write {
-                for i in 0..events.len() as u64 {
-                    if self.kv.get(&keys::event(pid, eid, first_sequence + i))?.is_some() {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        Ok(false)
-    }
-
-    /// Moves the offset counter past the tag-log entries other writers have
-    /// stored beyond it, for every persistence id the batch appends to.
-    fn skip_taken_offsets(&self, batch: &[Write]) -> io::Result<()> {
-        let from = self.last_offset.load(Ordering::Relaxed);
-        let mut highest = from;
-        for write in batch {
-            let Write::Events { persistence_id: pid, .. } = write else { continue };
-            for _ in 0..OFFSET_PAGES {
-                let page = self.kv.scan(&keys::tags_of(pid), &keys::tag(pid, highest + 1), SCAN_STEP)?;
-                if let Some((k, _)) = page.last() {
-                    highest = highest.max(keys::trailing_u64(k).ok_or_else(|| corrupt("tag key", pid, ""))?);
-                }
-                if page.len() < SCAN_STEP {
-                    break;
-                }
-            }
-        }
-        let before = self.last_offset.fetch_max(highest, Ordering::Relaxed);
-        if highest > before {
-            // Written elsewhere: finished, as far as this proxy's readers go.
-            self.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(before + 1, highest);
-        }
-        Ok(())
-    }
-
-    fn write_once(&self, writer: u16, fence: &[Fence], batch: &[Write], sync: bool) -> io::Result<()> {
         let count: u64 = batch.iter().map(|w| if let Write::Events { events, .. } = w { events.len() as u64 } else { 0 }).sum();
-        let first = self.last_offset.fetch_add(count, Ordering::Relaxed) + 1;
-        let result = self.commit(writer, fence, batch, first, count, sync);
+        let result = match &self.local {
+            None => self.commit(writer, fence, batch, None, sync),
+            Some(local) => {
+                let first = local.last.fetch_add(count, Ordering::Relaxed) + 1;
+                let result = self.commit(writer, fence, batch, Some(first), sync);
+                if count > 0 {
+                    local.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(first, first + count - 1);
+                }
+                result
+            }
+        };
         if count > 0 {
-            self.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(first, first + count - 1);
             // A full channel already holds a wake-up; a closed one is a
             // watcher that went away.
             let mut watchers = self.tag_watchers.lock().unwrap_or_else(|p| p.into_inner());
@@ -239,41 +193,36 @@ impl EntityStore {
         result
     }
 
-    /// A channel that receives a wake-up after batches with events commit,
-    /// so tag-log readers need not poll while the log is quiet.
+    /// A channel that receives a wake-up after batches with events commit
+    /// here, so tag-log readers need not poll while the log is quiet
+    /// (another proxy's commits wake nobody here: readers also poll).
     pub fn watch_tags(&self) -> flume::Receiver<()> {
         let (tx, rx) = flume::bounded(1);
         self.tag_watchers.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
         rx
     }
 
-    /// Moves the tag-log counter past every offset another process has
-    /// written (called when this proxy takes a shard over, so its events
-    /// follow the previous owner's instead of colliding with them). The
-    /// skipped offsets count as finished: they are committed, elsewhere.
-    pub fn catch_up_offsets(&self) -> io::Result<()> {
-        let stored = last_written_offset(self.kv.as_ref())?;
-        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        let before = self.last_offset.fetch_max(stored, Ordering::Relaxed);
-        if stored > before {
-            committed.finish(before + 1, stored);
-        }
-        Ok(())
-    }
-
-    fn commit(&self, writer: u16, fence: &[Fence], batch: &[Write], first: u64, count: u64, sync: bool) -> io::Result<()> {
+    /// Writes `batch`, its tag-log entries numbered from `first` (`None`:
+    /// by the store).
+    fn commit(&self, writer: u16, fence: &[Fence], batch: &[Write], first: Option<u64>, sync: bool) -> io::Result<()> {
         let mut ops = Vec::with_capacity(batch.len() * 2 + 1);
-        let mut offset = first;
+        let mut next = first;
         // One time for the whole batch: its events become durable together.
-        let appended_us = (count > 0).then(now_us);
+        let appended_us = batch.iter().any(|w| matches!(w, Write::Events { .. })).then(now_us);
         for write in batch {
             match write {
                 Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } => {
                     for (i, event) in events.iter().enumerate() {
                         let seq = first_sequence + i as u64;
                         ops.push(Op::Insert(keys::event(pid, eid, seq), event.to_vec()));
-                        ops.push(Op::Insert(keys::tag(pid, offset), keys::tag_value(eid, seq, appended_us)));
-                        offset += 1;
+                        let tag = keys::tag_value(eid, seq, appended_us);
+                        ops.push(match next.as_mut() {
+                            Some(offset) => {
+                                *offset += 1;
+                                Op::Insert(keys::tag(pid, *offset - 1), tag)
+                            }
+                            None => Op::Tag(keys::tags_of(pid), tag),
+                        });
                     }
                 }
                 Write::Snapshot { persistence_id: pid, entity_id: eid, sequence, snapshot } => {
@@ -295,13 +244,14 @@ impl EntityStore {
                 }
             }
         }
-        if count > 0 {
+        if let Some(after) = next.filter(|&n| Some(n) != first) {
             // A writer's ranges only grow, so its mark is its latest range's end.
-            ops.push(Op::Put(keys::writer_offset(writer), (first + count - 1).to_be_bytes().to_vec()));
+            ops.push(Op::Put(keys::writer_offset(writer), (after - 1).to_be_bytes().to_vec()));
         }
         if let Some(guard) = &self.guard {
             let incoming = ops.iter().map(|op| match op {
                 Op::Put(k, v) | Op::Insert(k, v) => k.len() + v.len(),
+                Op::Tag(prefix, v) => prefix.len() + 8 + v.len(),
                 Op::Delete(k) => k.len(),
             });
             guard.check(incoming.sum::<usize>() as u64)?;
@@ -362,8 +312,11 @@ impl EntityStore {
         Ok(n)
     }
 
+    /// The offset through which the tag log may be read: every batch
+    /// numbered up to it has finished. A store that numbers the tag log
+    /// makes an offset visible only after every earlier one.
     fn committed_through(&self) -> u64 {
-        self.committed.lock().unwrap_or_else(|p| p.into_inner()).through
+        self.local.as_ref().map_or(u64::MAX, |l| l.committed.lock().unwrap_or_else(|p| p.into_inner()).through)
     }
 }
 

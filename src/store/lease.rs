@@ -45,7 +45,7 @@ use std::{
 use futures_channel::oneshot;
 use tracing::{info, warn};
 
-use super::{keys, EntityStore, Fence, PostgresStore};
+use super::{keys, Fence, PostgresStore};
 use crate::cluster::Cluster;
 use crate::grpc::{Code, Status};
 
@@ -165,7 +165,6 @@ enum Refusal {
 struct Keeper {
     leases: Arc<Leases>,
     pg: Arc<PostgresStore>,
-    entities: Arc<EntityStore>,
     cluster: Arc<Cluster>,
     duration: Duration,
 }
@@ -175,7 +174,6 @@ impl Leases {
     /// `owner` names this proxy to the others (its advertised address).
     pub fn start(
         pg: Arc<PostgresStore>,
-        entities: Arc<EntityStore>,
         cluster: Arc<Cluster>,
         shards: u32,
         duration: Duration,
@@ -201,7 +199,7 @@ impl Leases {
             stats: Stats::default(),
             wait,
         });
-        let keeper = Keeper { leases: leases.clone(), pg, entities, cluster, duration };
+        let keeper = Keeper { leases: leases.clone(), pg, cluster, duration };
         thread::Builder::new().name("massa-leases".to_owned()).spawn(move || keeper.run(&rx))?;
         info!(owner = %leases.owner, shards, lease_duration = ?duration, "shard leases on");
         Ok(leases)
@@ -242,11 +240,16 @@ impl Leases {
 
     /// The lease of an entity's shard, taken if this proxy does not hold it.
     pub async fn acquire(&self, pid: &str, eid: &str) -> Result<Fence, Status> {
-        let shard = self.shard_of(pid, eid);
+        self.acquire_shard(self.shard_of(pid, eid), &format!("entity {pid}/{eid}")).await
+    }
+
+    /// `shard`'s lease, taken if this proxy does not hold it; a refusal
+    /// names `what` needed it.
+    pub async fn acquire_shard(&self, shard: u32, what: &str) -> Result<Fence, Status> {
         if let Some(h) = self.held().get(&shard).filter(|h| Instant::now() < h.until) {
             return Ok(Fence { shard, epoch: h.epoch });
         }
-        let owned = |owner: &str| Status::new(Code::Unavailable, format!("entity {pid}/{eid} {OWNED_BY}{owner}); retry there"));
+        let owned = |owner: &str| Status::new(Code::Unavailable, format!("{what} {OWNED_BY}{owner}); retry there"));
         let known = self.elsewhere().get(&shard).filter(|(_, until)| Instant::now() < *until).map(|(owner, _)| owner.clone());
         if let Some(owner) = known {
             return Err(owned(&owner));
@@ -348,8 +351,6 @@ impl Keeper {
             }
         };
         self.leases.elsewhere().remove(&shard);
-        // The previous owner's events are in the tag log: continue after them.
-        self.entities.catch_up_offsets().map_err(Refusal::Failed)?;
         self.leases.held_mut().insert(shard, Held { epoch, until: self.until(sent) });
         self.leases.stats.taken.fetch_add(1, Ordering::Relaxed);
         info!(shard, epoch, "shard lease taken");

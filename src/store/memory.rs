@@ -8,7 +8,7 @@ use std::{
     sync::Mutex,
 };
 
-use super::{already_written, Fence, Op, Store};
+use super::{already_written, tag_not_numbered, Fence, Op, Store};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -49,6 +49,7 @@ impl Store for MemoryStore {
                 Op::Delete(k) => {
                     present.insert(k, false);
                 }
+                Op::Tag(..) => return Err(tag_not_numbered("the memory store")),
             }
         }
         drop(present);
@@ -56,6 +57,7 @@ impl Store for MemoryStore {
             match op {
                 Op::Put(k, v) | Op::Insert(k, v) => map.insert(k, v),
                 Op::Delete(k) => map.remove(&k),
+                Op::Tag(..) => unreachable!("refused above"),
             };
         }
         Ok(())

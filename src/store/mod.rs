@@ -88,6 +88,24 @@ pub enum Op {
     /// only writer of each entity.
     Insert(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    /// A tag-log entry (value) of the persistence id whose tag-log prefix
+    /// ([`keys::tags_of`]) is given, at the next offset the store assigns:
+    /// sent only to stores that number the tag log themselves
+    /// ([`Numbering::Store`]), which write it as the [`Op::Insert`] of
+    /// `prefix ++ offset`.
+    Tag(Vec<u8>, Vec<u8>),
+}
+
+/// Who gives tag-log entries their offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Numbering {
+    /// This process is the store's only writer (RocksDB's directory lock,
+    /// memory): [`EntityStore`] numbers entries from a counter of its own.
+    Process,
+    /// Several proxies share the store (PostgreSQL): it numbers each batch's
+    /// entries in the batch's own transaction, in commit order, so every
+    /// reader of the tag log sees a gap-free prefix.
+    Store,
 }
 
 /// A shard lease a batch was issued under: the batch commits only if this
@@ -140,6 +158,10 @@ pub trait Store: Send + Sync + 'static {
     /// every `fence` (stores without leases get none); `sync` asks for
     /// fsync before returning.
     fn commit(&self, ops: Vec<Op>, fence: &[Fence], sync: bool) -> io::Result<()>;
+    /// Who numbers the tag log (see [`Op::Tag`]).
+    fn numbering(&self) -> Numbering {
+        Numbering::Process
+    }
 }
 
 /// One store shared by the storage threads and the lease thread.
@@ -155,6 +177,16 @@ impl<S: Store> Store for std::sync::Arc<S> {
     fn commit(&self, ops: Vec<Op>, fence: &[Fence], sync: bool) -> io::Result<()> {
         (**self).commit(ops, fence, sync)
     }
+
+    fn numbering(&self) -> Numbering {
+        (**self).numbering()
+    }
+}
+
+/// The error of an [`Op::Tag`] sent to a store that does not number the
+/// tag log (a bug in the caller, reported instead of writing a wrong key).
+fn tag_not_numbered(engine: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{engine} does not number tag-log entries; the batch was refused"))
 }
 
 /// An event as the global, per-persistence-id ordered log sees it.

@@ -35,7 +35,7 @@ use std::{
 use postgres::{config::Host, error::SqlState, Client, NoTls, Statement, Transaction};
 use tracing::{info, warn};
 
-use super::{already_written, outcome_unknown, Fence, Op, Store};
+use super::{already_written, outcome_unknown, Fence, Numbering, Op, Store};
 
 /// Schema migrations in order: version `n` is `MIGRATIONS[n - 1]`. Applied
 /// at start in one transaction under an advisory lock, each recorded in
@@ -44,7 +44,18 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE massa_kv (key bytea PRIMARY KEY, value bytea NOT NULL)",
     "CREATE TABLE massa_leases (shard integer PRIMARY KEY, owner text NOT NULL, epoch bigint NOT NULL, expires_at timestamptz NOT NULL); \
      CREATE TABLE massa_settings (name text PRIMARY KEY, value text NOT NULL)",
+    // The tag log's counter: one row, continuing after every offset
+    // written before it existed (the last 8 bytes of each `T` key).
+    "CREATE TABLE massa_tag_offset (single boolean PRIMARY KEY DEFAULT true CHECK (single), last bigint NOT NULL); \
+     INSERT INTO massa_tag_offset (last) \
+     SELECT coalesce(max(('x' || encode(substring(key FROM length(key) - 7), 'hex'))::bit(64)::bigint), 0) \
+     FROM massa_kv WHERE key >= '\\x54'::bytea AND key < '\\x55'::bytea",
 ];
+
+/// Times a batch is run again after PostgreSQL broke a deadlock by
+/// aborting it (it wrote nothing). Locks are taken in one order — lease
+/// rows by shard, then the tag-log counter — so this is a safety net.
+const DEADLOCK_RETRIES: u32 = 3;
 
 /// The advisory lock that serialises schema migrations ("massa" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d_61_73_73_61;
@@ -88,8 +99,10 @@ struct Statements {
     insert: Statement,
     upsert: Statement,
     delete: Statement,
-    /// The lease rows of shards `$1`, locked until COMMIT.
+    /// The lease rows of shards `$1`, locked until COMMIT in shard order.
     fence: Statement,
+    /// Takes `$1` tag-log offsets; returns the last one.
+    take_offsets: Statement,
 }
 
 /// The state of reconnecting after a failed connect.
@@ -288,7 +301,10 @@ impl Conn {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?,
             delete: prepare("DELETE FROM massa_kv WHERE key = ANY($1::bytea[])")?,
-            fence: prepare("SELECT shard, epoch, owner FROM massa_leases WHERE shard = ANY($1::int[]) FOR SHARE")?,
+            // Rows are locked in ORDER BY order (the sort runs first), the
+            // same order lease renewals lock them in.
+            fence: prepare("SELECT shard, epoch, owner FROM massa_leases WHERE shard = ANY($1::int[]) ORDER BY shard FOR SHARE")?,
+            take_offsets: prepare("UPDATE massa_tag_offset SET last = last + $1 RETURNING last")?,
         };
         Ok(Conn { client, sql })
     }
@@ -316,26 +332,70 @@ impl Store for PostgresStore {
     }
 
     fn commit(&self, ops: Vec<Op>, fence: &[Fence], sync: bool) -> io::Result<()> {
-        let runs = runs(&ops);
-        let shards: Vec<i32> = fence.iter().map(|f| f.shard as i32).collect();
+        let mut shards: Vec<i32> = fence.iter().map(|f| f.shard as i32).collect();
+        shards.sort_unstable();
+        let tags = ops.iter().filter(|op| matches!(op, Op::Tag(..))).count();
         let outcome = self.run("committing a batch", |c| {
-            let mut tx = c.client.transaction().map_err(Failure::retry_safe)?;
-            if !sync {
-                tx.batch_execute("SET LOCAL synchronous_commit TO off").map_err(Failure::retry_safe)?;
-            }
-            if !fence.is_empty() {
-                let rows = tx.query(&c.sql.fence, &[&shards]).map_err(Failure::retry_safe)?;
-                let held: Vec<(i32, i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-                if let Some(lost) = fence_broken(fence, &held) {
-                    self.fencing_rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    // Dropping `tx` rolls the batch back.
-                    return Ok(Err(lost));
+            let mut attempt = 0;
+            loop {
+                match self.commit_once(c, &ops, tags, fence, &shards, sync) {
+                    Err(f) if f.error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) && attempt < DEADLOCK_RETRIES => {
+                        attempt += 1;
+                        warn!(server = %self.target, attempt, "PostgreSQL aborted a batch to break a deadlock; running it again");
+                    }
+                    result => return result,
                 }
             }
-            apply(&mut tx, &c.sql, &runs).map_err(Failure::final_)?;
-            tx.commit().map_err(Failure::commit).map(Ok)
         })?;
         outcome.map_err(|lost| io::Error::other(format!("PostgreSQL at {}: lease lost: {lost}; nothing of the batch was written", self.target)))
+    }
+
+    fn numbering(&self) -> Numbering {
+        Numbering::Store
+    }
+}
+
+impl PostgresStore {
+    /// One transaction of [`Store::commit`]: the fence, then the tag-log
+    /// counter (held until COMMIT, so offsets become visible in order and
+    /// no reader sees a gap that fills later), then the writes.
+    /// `Ok(Err(why))`: a lease moved on and nothing was written.
+    fn commit_once(
+        &self,
+        c: &mut Conn,
+        ops: &[Op],
+        tags: usize,
+        fence: &[Fence],
+        shards: &[i32],
+        sync: bool,
+    ) -> Result<Result<(), String>, Failure> {
+        let mut tx = c.client.transaction().map_err(Failure::retry_safe)?;
+        if !sync {
+            tx.batch_execute("SET LOCAL synchronous_commit TO off").map_err(Failure::retry_safe)?;
+        }
+        if !fence.is_empty() {
+            let rows = tx.query(&c.sql.fence, &[&shards]).map_err(Failure::retry_safe)?;
+            let held: Vec<(i32, i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+            if let Some(lost) = fence_broken(fence, &held) {
+                self.fencing_rejections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Dropping `tx` rolls the batch back.
+                return Ok(Err(lost));
+            }
+        }
+        let mut tag_keys = Vec::with_capacity(tags);
+        if tags > 0 {
+            let count = i64::try_from(tags).expect("a batch's events fit in memory");
+            let last: i64 = tx.query_one(&c.sql.take_offsets, &[&count]).map_err(Failure::retry_safe)?.get(0);
+            let first = (last - count + 1) as u64;
+            for (n, op) in ops.iter().filter_map(|op| if let Op::Tag(prefix, _) = op { Some(prefix) } else { None }).zip(first..) {
+                let mut key = Vec::with_capacity(n.len() + 8);
+                key.extend_from_slice(n);
+                key.extend_from_slice(&op.to_be_bytes());
+                tag_keys.push(key);
+            }
+        }
+        apply(&mut tx, &c.sql, &runs(ops, &tag_keys)).map_err(Failure::final_)?;
+        tx.commit().map_err(Failure::commit).map(Ok)
     }
 }
 
@@ -401,35 +461,38 @@ impl PostgresStore {
     /// Extends every lease of `held` that `owner` still has at that epoch
     /// to `duration` from now; returns the shards renewed.
     pub fn renew_leases(&self, owner: &str, held: &[Fence], duration: Duration) -> io::Result<Vec<u32>> {
-        let (shards, epochs): (Vec<i32>, Vec<i64>) = held.iter().map(|f| (f.shard as i32, f.epoch)).unzip();
-        let secs = duration.as_secs_f64();
-        self.run("renewing shard leases", |c| {
-            let rows = c
-                .client
-                .query(
-                    "UPDATE massa_leases AS l SET expires_at = now() + make_interval(secs => $2) \
-                     FROM unnest($3::int[], $4::bigint[]) AS h(shard, epoch) \
-                     WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 RETURNING l.shard",
-                    &[&owner, &secs, &shards, &epochs],
-                )
-                .map_err(Failure::retry_safe)?;
-            Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
-        })
+        self.set_expiry("renewing shard leases", owner, held, Some(duration))
     }
 
     /// Ends `owner`'s leases of `held` now, so others can take them at once.
     /// The rows stay: epochs only ever grow.
     pub fn release_leases(&self, owner: &str, held: &[Fence]) -> io::Result<()> {
+        self.set_expiry("releasing shard leases", owner, held, None).map(drop)
+    }
+
+    /// Sets the expiry of `owner`'s leases of `held` (at those epochs) to
+    /// `duration` from now, or ends them (`None`); returns the shards set.
+    /// The rows are locked in shard order first, the order every batch's
+    /// fence locks them in, so a renewal and a batch never deadlock.
+    fn set_expiry(&self, what: &str, owner: &str, held: &[Fence], duration: Option<Duration>) -> io::Result<Vec<u32>> {
         let (shards, epochs): (Vec<i32>, Vec<i64>) = held.iter().map(|f| (f.shard as i32, f.epoch)).unzip();
-        self.run("releasing shard leases", |c| {
-            c.client
-                .execute(
-                    "UPDATE massa_leases AS l SET expires_at = '-infinity' FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch) \
-                     WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1",
-                    &[&owner, &shards, &epochs],
+        let secs = duration.map(|d| d.as_secs_f64());
+        self.run(what, |c| {
+            let mut tx = c.client.transaction().map_err(Failure::retry_safe)?;
+            tx.execute("SELECT 1 FROM massa_leases WHERE shard = ANY($1::int[]) ORDER BY shard FOR NO KEY UPDATE", &[&shards])
+                .map_err(Failure::retry_safe)?;
+            let rows = tx
+                .query(
+                    "UPDATE massa_leases AS l \
+                     SET expires_at = CASE WHEN $2::float8 IS NULL THEN '-infinity' ELSE now() + make_interval(secs => $2::float8) END \
+                     FROM unnest($3::int[], $4::bigint[]) AS h(shard, epoch) \
+                     WHERE l.shard = h.shard AND l.epoch = h.epoch AND l.owner = $1 RETURNING l.shard",
+                    &[&owner, &secs, &shards, &epochs],
                 )
                 .map_err(Failure::retry_safe)?;
-            Ok(())
+            // Changed nothing if COMMIT fails: the leases simply run out.
+            tx.commit().map_err(Failure::retry_safe)?;
+            Ok(rows.iter().map(|r| r.get::<_, i32>(0) as u32).collect())
         })
     }
 }
@@ -456,24 +519,36 @@ enum Run<'a> {
     Delete(Vec<&'a [u8]>),
 }
 
-/// Groups `ops` into [`Run`]s. A put of a key already in the current put
-/// run starts a new one: one upsert statement cannot update a row twice.
-fn runs(ops: &[Op]) -> Vec<Run<'_>> {
-    let mut runs: Vec<Run<'_>> = Vec::new();
+/// Groups `ops` into [`Run`]s, writing the `i`-th [`Op::Tag`] at
+/// `tag_keys[i]`. A put of a key already in the current put run starts a
+/// new one: one upsert statement cannot update a row twice.
+fn runs<'a>(ops: &'a [Op], tag_keys: &'a [Vec<u8>]) -> Vec<Run<'a>> {
+    fn insert<'a>(runs: &mut Vec<Run<'a>>, k: &'a [u8], v: &'a [u8]) {
+        match runs.last_mut() {
+            Some(Run::Insert(keys, values)) => {
+                keys.push(k);
+                values.push(v);
+            }
+            _ => runs.push(Run::Insert(vec![k], vec![v])),
+        }
+    }
+    let mut runs: Vec<Run<'a>> = Vec::new();
+    let mut tag_keys = tag_keys.iter();
     for op in ops {
-        match (op, runs.last_mut()) {
-            (Op::Insert(k, v), Some(Run::Insert(keys, values))) => {
-                keys.push(k);
-                values.push(v);
-            }
-            (Op::Put(k, v), Some(Run::Put(keys, values))) if !keys.contains(&k.as_slice()) => {
-                keys.push(k);
-                values.push(v);
-            }
-            (Op::Delete(k), Some(Run::Delete(keys))) => keys.push(k),
-            (Op::Insert(k, v), _) => runs.push(Run::Insert(vec![k], vec![v])),
-            (Op::Put(k, v), _) => runs.push(Run::Put(vec![k], vec![v])),
-            (Op::Delete(k), _) => runs.push(Run::Delete(vec![k])),
+        match op {
+            Op::Insert(k, v) => insert(&mut runs, k, v),
+            Op::Tag(_, v) => insert(&mut runs, tag_keys.next().expect("a key for every tag entry"), v),
+            Op::Put(k, v) => match runs.last_mut() {
+                Some(Run::Put(keys, values)) if !keys.contains(&k.as_slice()) => {
+                    keys.push(k);
+                    values.push(v);
+                }
+                _ => runs.push(Run::Put(vec![k], vec![v])),
+            },
+            Op::Delete(k) => match runs.last_mut() {
+                Some(Run::Delete(keys)) => keys.push(k),
+                _ => runs.push(Run::Delete(vec![k])),
+            },
         }
     }
     runs
@@ -538,11 +613,11 @@ mod tests {
     }
 
     #[test]
-    fn runs_keep_the_batch_order_and_never_upsert_a_row_twice() {
+    fn runs_keep_the_batch_order_place_tag_entries_at_their_offsets_and_never_upsert_a_row_twice() {
         let put = |k: &str| Op::Put(k.into(), b"v".to_vec());
         let ops = vec![
             Op::Insert(b"e1".to_vec(), b"x".to_vec()),
-            Op::Insert(b"t1".to_vec(), b"y".to_vec()),
+            Op::Tag(b"T".to_vec(), b"y".to_vec()),
             put("a"),
             put("b"),
             put("a"),
@@ -552,9 +627,9 @@ mod tests {
         ];
         let v: &[u8] = b"v";
         assert_eq!(
-            runs(&ops),
+            runs(&ops, &[b"T\0\0\0\0\0\0\0\x07".to_vec()]),
             [
-                Run::Insert(vec![b"e1", b"t1"], vec![b"x", b"y"]),
+                Run::Insert(vec![b"e1", b"T\0\0\0\0\0\0\0\x07"], vec![b"x", b"y"]),
                 Run::Put(vec![b"a", b"b"], vec![v, v]),
                 Run::Put(vec![b"a"], vec![v]),
                 Run::Delete(vec![b"d1", b"d2"]),

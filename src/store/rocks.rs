@@ -4,7 +4,7 @@ use std::{io, path::Path};
 
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
-use super::{Fence, Op, Store};
+use super::{tag_not_numbered, Fence, Op, Store};
 
 pub struct RocksStore {
     db: DB,
@@ -47,6 +47,7 @@ impl Store for RocksStore {
             match op {
                 Op::Put(k, v) | Op::Insert(k, v) => batch.put(k, v),
                 Op::Delete(k) => batch.delete(k),
+                Op::Tag(..) => return Err(tag_not_numbered("RocksDB")),
             }
         }
         let mut options = WriteOptions::default();

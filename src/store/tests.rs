@@ -256,7 +256,7 @@ fn the_postgres_schema_is_versioned_and_a_newer_one_is_refused() {
     drop(PostgresStore::open(&pg.url()).unwrap());
     drop(PostgresStore::open(&pg.url()).unwrap());
     let mut client = ::postgres::Client::connect(&pg.url(), ::postgres::NoTls).unwrap();
-    assert_eq!(versions(&mut client), [1, 2], "created once, then found");
+    assert_eq!(versions(&mut client), [1, 2, 3], "created once, then found");
     client.execute("INSERT INTO massa_schema (version) VALUES (99)", &[]).unwrap();
     let err = PostgresStore::open(&pg.url()).err().expect("a newer schema is refused");
     assert!(err.to_string().contains("schema version 99"), "{err}");
@@ -329,38 +329,71 @@ fn an_expired_lease_is_taken_over_and_the_shard_count_is_fixed_once() {
 }
 
 #[test]
-fn catching_up_moves_the_tag_log_past_another_writers_offsets() {
+fn proxies_sharing_a_database_number_the_tag_log_without_gaps_or_collisions() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let pg = Postgres::start();
-    let (a, b) = (postgres(&pg), postgres(&pg));
-    a.write(0, &[], &[events("cart", "a", 1, 3)], true).unwrap();
-    b.catch_up_offsets().unwrap();
-    b.write(0, &[], &[events("cart", "b", 1, 1)], true).unwrap();
-    let log = b.events_by_tag("cart", 1, 10).unwrap();
-    assert_eq!(log.iter().map(|e| (e.offset, e.entity_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (2, "a"), (3, "a"), (4, "b")]);
+    // Three proxies' stores, each with two storage writers, all appending
+    // to one persistence id at once (plus a value write in some batches).
+    let stores: Vec<EntityStore> = (0..3).map(|_| postgres(&pg)).collect();
+    const BATCHES: u64 = 40;
+    let writing = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let mut writers = Vec::new();
+        for (p, store) in stores.iter().enumerate() {
+            for w in 0..2u16 {
+                writers.push(scope.spawn(move || {
+                    let eid = format!("p{p}w{w}");
+                    for n in 0..BATCHES {
+                        let mut batch = vec![events("cart", &eid, 2 * n + 1, 2)];
+                        if n % 3 == 0 {
+                            batch.push(Write::PutValue { persistence_id: "v".into(), entity_id: eid.clone(), value: "x".into() });
+                        }
+                        store.write(w, &[], &batch, true).unwrap();
+                    }
+                }));
+            }
+        }
+        // A reader while they write: every page it sees starts at 1 and
+        // has no gap, so a consumer never skips an offset filled later.
+        let reader = scope.spawn(|| {
+            let mut reads = 0;
+            while writing.load(Ordering::Relaxed) && reads < 10_000 {
+                let log = stores[0].events_by_tag("cart", 1, 100_000).unwrap();
+                assert!(log.iter().enumerate().all(|(i, e)| e.offset == i as u64 + 1), "a gap in {:?}", log.iter().map(|e| e.offset).collect::<Vec<_>>());
+                reads += 1;
+            }
+        });
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        writing.store(false, Ordering::Relaxed);
+        reader.join().unwrap();
+    });
+    let log = stores[2].events_by_tag("cart", 1, 100_000).unwrap();
+    assert_eq!(log.iter().map(|e| e.offset).collect::<Vec<_>>(), (1..=6 * 2 * BATCHES).collect::<Vec<_>>(), "every event once, offsets 1..=N");
+    for eid in ["p0w0", "p1w1", "p2w0"] {
+        let seqs: Vec<u64> = log.iter().filter(|e| e.entity_id == eid).map(|e| e.sequence).collect();
+        assert_eq!(seqs, (1..=2 * BATCHES).collect::<Vec<_>>(), "entity {eid}'s events in order in the tag log");
+    }
+    // A real second writer of an event still fails its whole batch.
+    let err = stores[1].write(0, &[], &[events("cart", "p0w0", 2, 1)], true).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
 }
 
 #[test]
-fn writers_sharing_a_database_renumber_colliding_tag_offsets_instead_of_failing() {
+fn the_tag_log_counter_continues_after_offsets_written_before_it_existed() {
     let pg = Postgres::start();
-    // Both opened on an empty database: their offset counters start equal,
-    // as two proxies started together do.
-    let (a, b) = (postgres(&pg), postgres(&pg));
-    let value = || Write::PutValue { persistence_id: "v".into(), entity_id: "y".into(), value: "kept".into() };
-    a.write(0, &[], &[events("cart", "a", 1, 3)], true).unwrap();
-    // b's offsets 1..2 are a's: renumbered, and the whole batch applies.
-    b.write(0, &[], &[value(), events("cart", "b", 1, 2)], true).unwrap();
-    a.write(1, &[], &[events("cart", "a", 4, 1)], true).unwrap();
-    assert_eq!(b.read_value("v", "y").unwrap(), Some(Bytes::from("kept")));
-    let log = a.events_by_tag("cart", 1, 100).unwrap();
-    let mut offsets: Vec<u64> = log.iter().map(|e| e.offset).collect();
-    offsets.dedup();
-    assert_eq!(offsets.len(), 6, "one entry per event, none lost or shared: {log:?}");
-    let order: Vec<(&str, u64)> = log.iter().map(|e| (e.entity_id.as_str(), e.sequence)).collect();
-    for (eid, n) in [("a", 4), ("b", 2)] {
-        let seqs: Vec<u64> = order.iter().filter(|(e, _)| *e == eid).map(|(_, s)| *s).collect();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "entity {eid}'s events in order in the tag log");
-    }
-    // A real second writer of an event still fails, renumbering or not.
-    let err = b.write(0, &[], &[events("cart", "a", 2, 1)], true).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+    let store = postgres(&pg);
+    store.write(0, &[], &[events("cart", "a", 1, 1)], true).unwrap();
+    // Back to schema version 2, with entries up to offset 41 in the log,
+    // as a proxy of the previous release left them.
+    let mut client = ::postgres::Client::connect(&pg.url(), ::postgres::NoTls).unwrap();
+    client.batch_execute("DROP TABLE massa_tag_offset; DELETE FROM massa_schema WHERE version = 3").unwrap();
+    let tag = keys::tag("other", 41);
+    client.execute("INSERT INTO massa_kv (key, value) VALUES ($1, $2)", &[&tag, &keys::tag_value("z", 1, None)]).unwrap();
+    drop(store);
+    let store = postgres(&pg);
+    store.write(0, &[], &[events("cart", "b", 1, 1)], true).unwrap();
+    let log = store.events_by_tag("cart", 1, 10).unwrap();
+    assert_eq!(log.iter().map(|e| (e.offset, e.entity_id.as_str())).collect::<Vec<_>>(), [(1, "a"), (42, "b")]);
 }
