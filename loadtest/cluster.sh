@@ -64,12 +64,14 @@ stop_pid() {
 cleanup() {
   local rc=$?
   set +e
-  for p in "${pid[@]}" "${fn_pid[@]}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null; done
-  for p in $(jobs -p); do kill "$p" 2>/dev/null; done
+  for p in "${pid[@]}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null; done
+  for p in "${fn_pid[@]}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done
+  for p in $(jobs -p); do [ "$p" != "$pg_pid" ] && kill "$p" 2>/dev/null; done
   if [ -n "$pg_pid" ]; then
     kill -INT "$pg_pid" 2>/dev/null
     for _ in $(seq 100); do alive "$pg_pid" || break; sleep 0.1; done
   fi
+  for p in $(jobs -p); do alive "$p" || wait "$p" 2>/dev/null; done
   if [ "$rc" != 0 ]; then
     for f in "$work"/massa*.log "$work"/pg.log; do [ -f "$f" ] && { echo "--- tail of $f" >&2; tail -n 20 "$f" >&2; }; done
   fi
@@ -186,6 +188,8 @@ settle() { # index...
   echo "no agreement on [$want]: ${views[*]}" >&2
   return 1
 }
+# CPU in ns / calls, in µs with one decimal.
+per_call() { awk -v ns="$1" -v n="$2" 'BEGIN {printf "%.1f", ns / n / 1000}'; }
 fwd() { curl -sf --max-time 2 "http://127.0.0.1:${admin[$1]}/metrics" | awk '$1 == "massa_forwarded_calls_total" {print $2}'; }
 # massa-load against proxy i: AddItem over `keys` carts named prefix<i>.
 # Exit 2 (some calls failed) is reported, not fatal; anything else is
@@ -240,7 +244,7 @@ for r in $(seq "$runs"); do
     [ $((fb1 - fb0)) = 0 ] || { echo "B forwarded $((fb1 - fb0)) calls: it does not own every cart" >&2; exit 1; }
     col[$via-fwd]+="$((fa1 - fa0))/$count "
     col[$via-rps]+="$rps "; col[$via-p50]+="$p50 "; col[$via-p99]+="$p99 "
-    col[$via-cpua]+="$(( (ca1 - ca0) / count / 1000 )) "; col[$via-cpub]+="$(( (cb1 - cb0) / count / 1000 )) "
+    col[$via-cpua]+="$(per_call $((ca1 - ca0)) "$count") "; col[$via-cpub]+="$(per_call $((cb1 - cb0)) "$count") "
     col[$via-codes]+="$codes "
     echo "run $r $via: $rps calls/s p50 $p50 ms p99 $p99 ms, $codes" >&2
   done
@@ -270,7 +274,7 @@ through() { # label proxy-index...  (one client per index, in that order)
   for i in $up; do cpu1=$((cpu1 + $(cpu_ns "${pid[i]}"))); done; pg1=$(pg_cpu)
   read -r count ok rps p50 p99 codes <<<"$(py load "$work"/t-"$label-$r"-*.json)"
   col[$label-codes]+="$codes "
-  col[$label-rps]+="$rps "; col[$label-cpu]+="$(( (cpu1 - cpu0) / count / 1000 )) "; col[$label-pg]+="$(( (pg1 - pg0) / count / 1000 )) "
+  col[$label-rps]+="$rps "; col[$label-cpu]+="$(per_call $((cpu1 - cpu0)) "$count") "; col[$label-pg]+="$(per_call $((pg1 - pg0)) "$count") "
   echo "run $r $label: $rps OK commands/s, $codes" >&2
   for i in $up; do stop_proxy "$i"; done
 }
@@ -288,7 +292,8 @@ done
 # per cart a poller sends single AddItems through a survivor (the two
 # survivors alternate over the carts), 50 ms apart, until one succeeds
 # (30 s and 400 tries at most). The time is from the kill to the last
-# cart's first success; every failed attempt's status is kept.
+# cart's first success; every failed attempt's status is kept. Resolution:
+# one attempt is a massa-load process plus the pause, ~0.1-0.15 s here.
 echo "== recovery after kill -9" >&2
 drop_tables
 for i in 0 1 2; do start_proxy $i 1024; done
