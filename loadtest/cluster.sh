@@ -233,8 +233,11 @@ leases=$(psql -c "SELECT string_agg(shard || '=' || owner, ',') FROM massa_lease
 [ "$(fwd $b)" = "$f0" ] || { echo "B forwarded calls: ownership is not what /cluster said" >&2; exit 1; }
 echo "warm-up: B $(py load "$work/warm-b.json"); A $(py load "$work/warm-a.json")" >&2
 declare -A col
+# The order alternates per run: the journals grow run by run (and
+# PostgreSQL checkpoints with them), which would otherwise favour one side.
 for r in $(seq "$runs"); do
-  for via in direct forwarded; do
+  order="direct forwarded"; [ $((r % 2)) = 0 ] && order="forwarded direct"
+  for via in $order; do
     at=$b; [ $via = forwarded ] && at=$a
     fa0=$(fwd $a); fb0=$(fwd $b); ca0=$(cpu_ns "${pid[a]}"); cb0=$(cpu_ns "${pid[b]}")
     load "$work/f-$via-$r.json" $at fwd- $fkeys "$n" $fconc
