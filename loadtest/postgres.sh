@@ -40,7 +40,7 @@ url="host=127.0.0.1 port=$pg_port user=postgres dbname=postgres"
 # setpriv execs, so $pg_pid is the postmaster; its children are the rest.
 pg_cpu() { local p s=0; for p in $pg_pid $(pgrep -P "$pg_pid"); do s=$((s + $(cpu_ns "$p" 2>/dev/null || echo 0))); done; echo $s; }
 
-run() { # store flags... -> "cmd/s per-proxy-cpu-s pg-cpu-µs-per-cmd"
+run() { # store flags... -> "cmd/s per-proxy-cpu-s pg-cpu-µs-per-cmd p99-µs"
   rm -rf "$work/data"
   "$pgbin/psql" -q -h 127.0.0.1 -p $pg_port -U postgres -c 'SET client_min_messages = warning' -c 'DROP TABLE IF EXISTS massa_kv, massa_schema, massa_leases, massa_settings, massa_tag_offset' postgres
   "$bin/massa" --http-port $proxy_port --admin-port $admin_port --user-function-port $fn_port \
@@ -61,16 +61,17 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["statusCodeDistribution"].get("OK", 0) == d["count"], d["statusCodeDistribution"]
 n, cpu, pg = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-print(round(d["rps"]), round(n / (cpu / 1e9)), round(pg / n / 1e3))
+p99 = {x["percentage"]: x["latency"] for x in d["latencyDistribution"]}[99]
+print(round(d["rps"]), round(n / (cpu / 1e9)), round(pg / n / 1e3), round(p99 / 1e3))
 EOF
 }
 
 declare -A col
 for _ in $(seq "$runs"); do
-  read -r r c p <<<"$(run --store rocksdb)"; col[rocks-rps]+="$r "; col[rocks-cpu]+="$c "; col[rocks-pg]+="$p "
-  read -r r c p <<<"$(run --store postgres --postgres-url "$url")"; col[pg-rps]+="$r "; col[pg-cpu]+="$c "; col[pg-pg]+="$p "
+  read -r r c p l <<<"$(run --store rocksdb)"; col[rocks-rps]+="$r "; col[rocks-cpu]+="$c "; col[rocks-p99]+="$l "
+  read -r r c p l <<<"$(run --store postgres --postgres-url "$url")"; col[pg-rps]+="$r "; col[pg-cpu]+="$c "; col[pg-pg]+="$p "; col[pg-p99]+="$l "
 done
-echo "| store | commands/s | commands per proxy CPU-s | PostgreSQL CPU per command |"
-echo "|---|---|---|---|"
-echo "| rocksdb | $(stat ${col[rocks-rps]}) | $(stat ${col[rocks-cpu]}) | – |"
-echo "| postgres | $(stat ${col[pg-rps]}) | $(stat ${col[pg-cpu]}) | $(stat ${col[pg-pg]}) µs |"
+echo "| store | commands/s | p99 | commands per proxy CPU-s | PostgreSQL CPU per command |"
+echo "|---|---|---|---|---|"
+echo "| rocksdb | $(stat ${col[rocks-rps]}) | $(stat ${col[rocks-p99]}) µs | $(stat ${col[rocks-cpu]}) | – |"
+echo "| postgres | $(stat ${col[pg-rps]}) | $(stat ${col[pg-p99]}) µs | $(stat ${col[pg-cpu]}) | $(stat ${col[pg-pg]}) µs |"

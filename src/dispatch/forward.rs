@@ -86,7 +86,7 @@ impl Peers {
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().ok()?)))
             .ok_or_else(|| Status::new(Code::Internal, format!("cluster member {peer:?} is not host:port")))?;
-        let pool = Rc::new(Pool::growing(Target::Tcp { host, port }, 1, PEER_CONNECTIONS));
+        let pool = Rc::new(Pool::growing(Target::Tcp { host, port }, 1, PEER_CONNECTIONS).to_proxy());
         self.pools.borrow_mut().insert(peer.to_owned(), pool.clone());
         Ok(pool)
     }
@@ -165,7 +165,8 @@ impl Peers {
 
     async fn open(&self, peer: &str, route: &MethodRoute, payload: Bytes) -> Result<(SendStream, ResponseFuture), Status> {
         let pool = self.pool(peer)?;
-        let unsent = |s: Status| Status::new(Code::Unavailable, format!("forwarding to proxy {peer}: {}", s.message));
+        // The pool's errors name the proxy and its address.
+        let unsent = |s: Status| Status::new(Code::Unavailable, format!("not forwarded: {}", s.message));
         let endpoint = pool.endpoint(&route.path);
         let mut mark = Headers::new();
         mark.push(FORWARDED, self.cluster.self_id().as_bytes());

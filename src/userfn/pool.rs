@@ -67,9 +67,12 @@ impl Endpoint {
     }
 }
 
-/// A per-core pool of connections to the user function.
+/// A per-core pool of connections to the user function (or, for
+/// forwarding, to another proxy: see [`Pool::to_proxy`]).
 pub struct Pool {
     target: Target,
+    /// What the target is, in errors and logs.
+    what: &'static str,
     authority: String,
     /// All `max` slots; the first `open` are in use.
     slots: Vec<RefCell<Slot>>,
@@ -90,10 +93,16 @@ impl Pool {
         Pool {
             authority: target.authority(),
             target,
+            what: "user function",
             slots: (0..max.max(base)).map(|_| RefCell::new(Slot::Idle)).collect(),
             open: Cell::new(base),
             next: Cell::new(0),
         }
+    }
+
+    /// The same pool, named as connecting to another proxy of the cluster.
+    pub fn to_proxy(self) -> Pool {
+        Pool { what: "proxy", ..self }
     }
 
     pub fn target(&self) -> &Target {
@@ -114,7 +123,7 @@ impl Pool {
             match client.send_request(&endpoint.head, metadata, false) {
                 Ok(call) => return Ok(call),
                 Err(e) => {
-                    debug!(target = %self.target, error = %e, "user function connection unusable; reconnecting");
+                    debug!(target = %self.target, error = %e, "{} connection unusable; reconnecting", self.what);
                     *self.slots[idx].borrow_mut() = Slot::Idle;
                     last = Some(e);
                 }
@@ -122,7 +131,7 @@ impl Pool {
         }
         Err(Status::new(
             Code::Unavailable,
-            format!("user function at {} failed the call: {}", self.target, last.map(|e| e.to_string()).unwrap_or_default()),
+            format!("{} at {} failed the call: {}", self.what, self.target, last.map(|e| e.to_string()).unwrap_or_default()),
         ))
     }
 
@@ -150,7 +159,7 @@ impl Pool {
         };
         Err(Status::new(
             Code::ResourceExhausted,
-            format!("the user function's stream limit is reached: {open} connections with {max} streams each"),
+            format!("the {}'s stream limit is reached: {open} connections with {max} streams each", self.what),
         ))
     }
 
@@ -205,7 +214,7 @@ impl Pool {
 
     async fn connect(&self) -> Result<Client, Status> {
         let unavailable = |e: &dyn fmt::Display| {
-            Status::new(Code::Unavailable, format!("user function unreachable at {}: {e}", self.target))
+            Status::new(Code::Unavailable, format!("{} unreachable at {}: {e}", self.what, self.target))
         };
         let connect = async {
             match &self.target {
@@ -219,7 +228,7 @@ impl Pool {
         };
         match monoio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(sender)) => {
-                info!(target = %self.target, "connected to user function");
+                info!(target = %self.target, "connected to {}", self.what);
                 Ok(sender)
             }
             Ok(Err(e)) => Err(unavailable(&e)),
