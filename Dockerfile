@@ -19,7 +19,9 @@ COPY proto proto
 COPY src src
 COPY benches benches
 COPY loadtest loadtest
-# Link Debian's RocksDB for whichever architecture this builds on.
+# Link Debian's RocksDB archive (statically, .cargo/config.toml) for
+# whichever architecture this builds on; the runtime image needs only the
+# compression libraries it uses.
 RUN ROCKSDB_LIB_DIR="/usr/lib/$(gcc -print-multiarch)" \
     cargo build --release --locked --bin massa --bin massa-example-fn \
  && install -D -m 0755 target/release/massa /out/massa \
@@ -28,7 +30,7 @@ RUN ROCKSDB_LIB_DIR="/usr/lib/$(gcc -print-multiarch)" \
 FROM debian:bookworm-slim
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends librocksdb7.8 \
+ && apt-get install -y --no-install-recommends libsnappy1v5 zlib1g libbz2-1.0 liblz4-1 libzstd1 libstdc++6 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/massa --create-home massa
 COPY --from=build /out/ /usr/local/bin/
