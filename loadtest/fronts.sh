@@ -29,12 +29,7 @@ printf '{"text":"hello"}' >"$work/say.json"
 
 pin_cpus
 fn_port=18380; port=19380; admin=19390
-$pin_load "$bin/massa-example-fn" --port $fn_port >/dev/null 2>"$work/fn.log" &
-sleep 0.3
-$pin_proxy "$bin/massa" --http-port $port --admin-port $admin --user-function-port $fn_port \
-  --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --store memory >/dev/null 2>"$work/massa.log" &
-pid=$!
-wait_ready $admin
+start_fn_and_massa $fn_port $port $admin
 # One item in the cart, so GetCart has something to render.
 curl -sf -X POST -H 'content-type: application/json' \
   -d '{"productId":"p1","name":"Pear","quantity":2}' "http://127.0.0.1:$port/cart/bench/items/add" >/dev/null

@@ -53,3 +53,25 @@ backend fn
   server f 127.0.0.1:$3 proto h2
 EOF
 }
+
+# Sets `bin`: MASSA_BIN_DIR's prebuilt massa, massa-example-fn and
+# massa-load, or a release build made here.
+release_bins() {
+  if [ -z "${MASSA_BIN_DIR:-}" ]; then
+    cargo build --release --bins -q
+    MASSA_BIN_DIR=${CARGO_TARGET_DIR:-target}/release
+  fi
+  bin=$MASSA_BIN_DIR
+}
+
+# The example function, then Massa in front of it (one worker, memory
+# store), each pinned as pin_cpus says; waits until Massa is ready and
+# sets `pid` to it. Logs go to $work.
+start_fn_and_massa() { # fn_port port admin_port
+  $pin_load "$bin/massa-example-fn" --port "$1" >/dev/null 2>"$work/fn.log" &
+  sleep 0.3
+  $pin_proxy "$bin/massa" --http-port "$2" --admin-port "$3" --user-function-port "$1" \
+    --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --store memory >/dev/null 2>"$work/massa.log" &
+  pid=$!
+  wait_ready "$3"
+}

@@ -16,11 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
 runs=${1:-3}; n=${2:-50000}; carts=${3:-1000}
-if [ -z "${MASSA_BIN_DIR:-}" ]; then
-  cargo build --release --bins -q
-  MASSA_BIN_DIR=${CARGO_TARGET_DIR:-target}/release
-fi
-bin=$MASSA_BIN_DIR
+release_bins
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$pgbin/postgres" ] || { echo "PostgreSQL server missing: apt-get install postgresql" >&2; exit 1; }
 # The server refuses to run as root; /tmp so the postgres user can enter.

@@ -16,22 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
 runs=${1:-3}; messages=${2:-200000}; k=${3:-16}
-if [ -z "${MASSA_BIN_DIR:-}" ]; then
-  cargo build --release --bins -q
-  MASSA_BIN_DIR=${CARGO_TARGET_DIR:-target}/release
-fi
-bin=$MASSA_BIN_DIR
+release_bins
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 pin_cpus
 fn_port=18480; port=19480; admin=19490
 
-$pin_load "$bin/massa-example-fn" --port $fn_port >/dev/null 2>"$work/fn.log" &
-sleep 0.3
-$pin_proxy "$bin/massa" --http-port $port --admin-port $admin --user-function-port $fn_port \
-  --http-interface 127.0.0.1 --admin-interface 127.0.0.1 --workers 1 --store memory >/dev/null 2>"$work/massa.log" &
-pid=$!
-wait_ready $admin
+start_fn_and_massa $fn_port $port $admin
 
 words=$(for i in $(seq "$k"); do printf 'w%s ' "$i"; done)
 proto=(--proto example/echo/echo.proto --import-path proto)
