@@ -106,13 +106,15 @@ fn main() {
 /// instead of the shared library (only the objects the proxy uses, and no
 /// pages of an 11 MiB library touched at start by a proxy that never opens
 /// RocksDB), but names none of the libraries RocksDB itself needs. They are
-/// given here as link arguments, which come after every archive on the
-/// linker's command line, as the archive needs.
+/// named here, as libraries of this crate, so every binary that links it
+/// (the fuzz targets and benches too) gets them; rustc places upstream
+/// native libraries after every crate's archive, and `--as-needed` drops
+/// the ones nothing references.
 fn link_static_rocksdb_deps() {
     println!("cargo:rerun-if-env-changed=ROCKSDB_STATIC");
     if env::var_os("ROCKSDB_STATIC").is_some() {
         for lib in ["snappy", "z", "bz2", "lz4", "zstd", "gflags"] {
-            println!("cargo:rustc-link-arg=-l{lib}");
+            println!("cargo:rustc-link-lib=dylib={lib}");
         }
     }
 }
