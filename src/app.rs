@@ -17,13 +17,13 @@ use crate::runtime;
 use crate::server::tls::{Acceptor, Files};
 use crate::store::{self, lease::Leases};
 use crate::userfn::Pool;
+use crate::worker::{self, Control, Shared};
 
 /// Readiness with gossip: the view must have been unchanged this long
 /// (three gossip rounds, each reaching the seeds and up to three peers)...
 const SETTLE_QUIET: Duration = cluster::GOSSIP_INTERVAL.saturating_mul(3);
 /// ...or this long must have passed since the proxy started serving.
 const SETTLE_MAX: Duration = Duration::from_secs(10);
-use crate::worker::{self, Control, Shared};
 
 /// The function's `EntitySpec` carries its whole descriptor set; it is not
 /// bound by the limit on client messages.

@@ -103,7 +103,7 @@ fn jitter() -> f64 {
 /// The lease shard that decides where a consumer group runs: the shard of
 /// an entity id no entity of the persistence id can take from it (sharing
 /// a shard with entities is harmless: a shard holds many).
-pub fn consumer_shard(leases: &Leases, consumer: &Consumer) -> u32 {
+fn consumer_shard(leases: &Leases, consumer: &Consumer) -> u32 {
     leases.shard_of(&consumer.persistence_id, &format!("\0consumer group {}", consumer.group))
 }
 
@@ -147,12 +147,11 @@ async fn run(core: Rc<Core>, index: usize, running: Rc<Cell<usize>>) {
 /// taken here; `None` once the core shuts down.
 async fn take_tenure(core: &Core, leases: &Arc<Leases>, shard: u32) -> Option<Tenure> {
     loop {
+        // Held elsewhere (a hand-off under way) or storage failing: asked
+        // again shortly.
         if core.peers.remote_owner(shard).is_none() {
-            match leases.acquire_shard(shard, "event-log consumer").await {
-                Ok(fence) => return Some(Tenure { leases: leases.clone(), fence }),
-                // Held elsewhere (a hand-off under way) or storage failing:
-                // asked again shortly.
-                Err(_) => {}
+            if let Ok(fence) = leases.acquire_shard(shard, || "event-log consumer".to_owned()).await {
+                return Some(Tenure { leases: leases.clone(), fence });
             }
         }
         monoio::select! {

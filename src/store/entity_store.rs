@@ -174,10 +174,10 @@ impl EntityStore {
     pub fn write(&self, writer: u16, fence: &[Fence], batch: &[Write], sync: bool) -> io::Result<()> {
         let count: u64 = batch.iter().map(|w| if let Write::Events { events, .. } = w { events.len() as u64 } else { 0 }).sum();
         let result = match &self.local {
-            None => self.commit(writer, fence, batch, None, sync),
+            None => self.commit(writer, fence, batch, None, count, sync),
             Some(local) => {
                 let first = local.last.fetch_add(count, Ordering::Relaxed) + 1;
-                let result = self.commit(writer, fence, batch, Some(first), sync);
+                let result = self.commit(writer, fence, batch, Some(first), count, sync);
                 if count > 0 {
                     local.committed.lock().unwrap_or_else(|p| p.into_inner()).finish(first, first + count - 1);
                 }
@@ -202,13 +202,13 @@ impl EntityStore {
         rx
     }
 
-    /// Writes `batch`, its tag-log entries numbered from `first` (`None`:
-    /// by the store).
-    fn commit(&self, writer: u16, fence: &[Fence], batch: &[Write], first: Option<u64>, sync: bool) -> io::Result<()> {
+    /// Writes `batch` with its `count` events, their tag-log entries
+    /// numbered from `first` (`None`: by the store).
+    fn commit(&self, writer: u16, fence: &[Fence], batch: &[Write], first: Option<u64>, count: u64, sync: bool) -> io::Result<()> {
         let mut ops = Vec::with_capacity(batch.len() * 2 + 1);
         let mut next = first;
         // One time for the whole batch: its events become durable together.
-        let appended_us = batch.iter().any(|w| matches!(w, Write::Events { .. })).then(now_us);
+        let appended_us = (count > 0).then(now_us);
         for write in batch {
             match write {
                 Write::Events { persistence_id: pid, entity_id: eid, first_sequence, events } => {
@@ -216,13 +216,11 @@ impl EntityStore {
                         let seq = first_sequence + i as u64;
                         ops.push(Op::Insert(keys::event(pid, eid, seq), event.to_vec()));
                         let tag = keys::tag_value(eid, seq, appended_us);
-                        ops.push(match next.as_mut() {
-                            Some(offset) => {
-                                *offset += 1;
-                                Op::Insert(keys::tag(pid, *offset - 1), tag)
-                            }
+                        ops.push(match next {
+                            Some(offset) => Op::Insert(keys::tag(pid, offset), tag),
                             None => Op::Tag(keys::tags_of(pid), tag),
                         });
+                        next = next.map(|offset| offset + 1);
                     }
                 }
                 Write::Snapshot { persistence_id: pid, entity_id: eid, sequence, snapshot } => {
@@ -244,9 +242,9 @@ impl EntityStore {
                 }
             }
         }
-        if let Some(after) = next.filter(|&n| Some(n) != first) {
+        if let (Some(first), true) = (first, count > 0) {
             // A writer's ranges only grow, so its mark is its latest range's end.
-            ops.push(Op::Put(keys::writer_offset(writer), (after - 1).to_be_bytes().to_vec()));
+            ops.push(Op::Put(keys::writer_offset(writer), (first + count - 1).to_be_bytes().to_vec()));
         }
         if let Some(guard) = &self.guard {
             let incoming = ops.iter().map(|op| match op {

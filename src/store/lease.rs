@@ -240,16 +240,16 @@ impl Leases {
 
     /// The lease of an entity's shard, taken if this proxy does not hold it.
     pub async fn acquire(&self, pid: &str, eid: &str) -> Result<Fence, Status> {
-        self.acquire_shard(self.shard_of(pid, eid), &format!("entity {pid}/{eid}")).await
+        self.acquire_shard(self.shard_of(pid, eid), || format!("entity {pid}/{eid}")).await
     }
 
     /// `shard`'s lease, taken if this proxy does not hold it; a refusal
-    /// names `what` needed it.
-    pub async fn acquire_shard(&self, shard: u32, what: &str) -> Result<Fence, Status> {
+    /// names what needed it (`what`, called only then).
+    pub async fn acquire_shard(&self, shard: u32, what: impl Fn() -> String) -> Result<Fence, Status> {
         if let Some(h) = self.held().get(&shard).filter(|h| Instant::now() < h.until) {
             return Ok(Fence { shard, epoch: h.epoch });
         }
-        let owned = |owner: &str| Status::new(Code::Unavailable, format!("{what} {OWNED_BY}{owner}); retry there"));
+        let owned = |owner: &str| Status::new(Code::Unavailable, format!("{} {OWNED_BY}{owner}); retry there", what()));
         let known = self.elsewhere().get(&shard).filter(|(_, until)| Instant::now() < *until).map(|(owner, _)| owner.clone());
         if let Some(owner) = known {
             return Err(owned(&owner));

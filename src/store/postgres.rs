@@ -387,10 +387,11 @@ impl PostgresStore {
             let count = i64::try_from(tags).expect("a batch's events fit in memory");
             let last: i64 = tx.query_one(&c.sql.take_offsets, &[&count]).map_err(Failure::retry_safe)?.get(0);
             let first = (last - count + 1) as u64;
-            for (n, op) in ops.iter().filter_map(|op| if let Op::Tag(prefix, _) = op { Some(prefix) } else { None }).zip(first..) {
-                let mut key = Vec::with_capacity(n.len() + 8);
-                key.extend_from_slice(n);
-                key.extend_from_slice(&op.to_be_bytes());
+            let prefixes = ops.iter().filter_map(|op| if let Op::Tag(prefix, _) = op { Some(prefix) } else { None });
+            for (prefix, offset) in prefixes.zip(first..) {
+                let mut key = Vec::with_capacity(prefix.len() + 8);
+                key.extend_from_slice(prefix);
+                key.extend_from_slice(&offset.to_be_bytes());
                 tag_keys.push(key);
             }
         }
